@@ -1,0 +1,136 @@
+"""The one place boto3 clients are built, and where botocore errors are translated.
+
+Clients come from one Session and one botocore Config (standard retries, bounded timeouts),
+are created lazily on first use and never at import. boto3 itself honours AWS_ENDPOINT_URL,
+so the emulator needs no code path of its own.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from start_engines.errors import AwsError, StartEnginesError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from mypy_boto3_cloudwatch import CloudWatchClient
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_ecs import ECSClient
+    from mypy_boto3_elbv2 import ElasticLoadBalancingv2Client
+    from mypy_boto3_events import EventBridgeClient
+
+# 8 attempts ride out heavy throttling (0.3^8 < 1e-4 per call) within botocore's own backoff.
+MAX_ATTEMPTS = 8
+CONNECT_TIMEOUT = 5
+READ_TIMEOUT = 20
+
+
+def default_config() -> Config:
+    return Config(
+        retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
+        connect_timeout=CONNECT_TIMEOUT,
+        read_timeout=READ_TIMEOUT,
+        max_pool_connections=50,
+    )
+
+
+class Clients:
+    """Lazily built, cached, thread-safe clients for one session and config."""
+
+    def __init__(
+        self,
+        session: boto3.Session | None = None,
+        config: Config | None = None,
+        endpoint_url: str | None = None,
+    ) -> None:
+        self._session = session
+        self._config = config
+        self._endpoint_url = endpoint_url
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def _client(self, service: str) -> Any:
+        with self._lock:
+            client = self._clients.get(service)
+            if client is None:
+                if self._session is None:
+                    self._session = boto3.Session()
+                if self._config is None:
+                    self._config = default_config()
+                kwargs: dict[str, Any] = {"config": self._config}
+                if self._endpoint_url:
+                    kwargs["endpoint_url"] = self._endpoint_url
+                client = self._session.client(service, **kwargs)  # type: ignore[call-overload]
+                self._clients[service] = client
+            return client
+
+    @property
+    def ecs(self) -> ECSClient:
+        client: ECSClient = self._client("ecs")
+        return client
+
+    @property
+    def ec2(self) -> EC2Client:
+        client: EC2Client = self._client("ec2")
+        return client
+
+    @property
+    def elbv2(self) -> ElasticLoadBalancingv2Client:
+        client: ElasticLoadBalancingv2Client = self._client("elbv2")
+        return client
+
+    @property
+    def dynamodb(self) -> DynamoDBClient:
+        client: DynamoDBClient = self._client("dynamodb")
+        return client
+
+    @property
+    def events(self) -> EventBridgeClient:
+        client: EventBridgeClient = self._client("events")
+        return client
+
+    @property
+    def cloudwatch(self) -> CloudWatchClient:
+        client: CloudWatchClient = self._client("cloudwatch")
+        return client
+
+
+def error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", "Unknown"))
+
+
+def translate(
+    exc: Exception,
+    action: str,
+    *,
+    service: str | None = None,
+    codes: Mapping[str, type[StartEnginesError]] | None = None,
+    details: dict[str, Any] | None = None,
+) -> StartEnginesError:
+    """Turn a botocore error into the project's error; the caller raises it `from exc`."""
+    extra = dict(details or {})
+    if isinstance(exc, ClientError):
+        code = error_code(exc)
+        message = exc.response.get("Error", {}).get("Message", "") or str(exc)
+        error_class = (codes or {}).get(code, AwsError)
+        extra["awsErrorCode"] = code
+        return error_class(f"{action} failed ({code}): {message}", service=service, details=extra)
+    return AwsError(f"{action} failed: {exc}", service=service, details=extra)
+
+
+AWS_ERRORS: tuple[type[Exception], ...] = (ClientError, BotoCoreError)
+
+
+def has_code(exc: Exception, *codes: str, message_contains: str = "") -> bool:
+    """True for a ClientError with one of `codes` (and, if given, that text in its message)."""
+    if not isinstance(exc, ClientError) or error_code(exc) not in codes:
+        return False
+    message = str(exc.response.get("Error", {}).get("Message", "")).lower()
+    return message_contains.lower() in message

@@ -1,0 +1,243 @@
+"""Engine configuration: the seed's defaults, the seed's environment contract, ENGINES_CONFIG.
+
+Precedence, lowest first: SERVICE_MAPPINGS defaults, the ENGINES_CONFIG JSON object,
+then the per-engine variables (`<SVC>_CLUSTER`, ...). This is the only module that reads
+the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from start_engines.errors import ConfigError, UnknownEngine
+
+Environ = Mapping[str, str]
+
+SERVICE_MAPPINGS: dict[str, dict[str, Any]] = {
+    "auth": {"cluster": "auth-cluster", "taskDefinition": "auth-api-task", "port": 8080},
+    "pdf": {"cluster": "pdf-cluster", "taskDefinition": "pdf-creator-task", "port": 9080},
+    "fa": {"cluster": "fa-cluster", "taskDefinition": "fa-engine-task", "port": 2531},
+    "users": {"cluster": "users-cluster", "taskDefinition": "users-task", "port": 8080},
+    "batch": {"cluster": "batch-cluster", "taskDefinition": "batch-task", "port": 8080},
+}
+
+# ENGINES_CONFIG keys and the per-engine variable suffix that overrides each.
+ENGINE_KEYS: dict[str, str] = {
+    "cluster": "CLUSTER",
+    "taskDefinition": "TASK_DEF",
+    "targetGroupArns": "TARGET_GROUP_ARN",
+    "port": "PORT",
+    "subnets": "SUBNETS",
+    "securityGroups": "SECURITY_GROUPS",
+    "containerName": "CONTAINER_NAME",
+}
+LIST_KEYS = frozenset({"targetGroupArns", "subnets", "securityGroups"})
+ASSIGN_PUBLIC_IP_VALUES = ("ENABLED", "DISABLED")
+MAX_NAME_IN_MESSAGE = 64
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    name: str
+    cluster: str
+    task_definition: str
+    target_group_arns: tuple[str, ...]
+    port: int
+    subnets: tuple[str, ...]
+    security_groups: tuple[str, ...]
+    assign_public_ip: str = "DISABLED"
+    container_name: str | None = None
+
+    @property
+    def target_group_arn(self) -> str:
+        """The first (primary) target group, the seed's single `targetGroupArn`."""
+        return self.target_group_arns[0]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Process-wide knobs. Times are seconds."""
+
+    start_timeout: float = 300.0
+    health_timeout: float = 120.0
+    poll_interval: float = 0.7
+    health_poll_interval: float = 2.0
+    deadline_margin: float = 10.0
+
+
+def env_prefix(engine: str) -> str:
+    return re.sub(r"[^A-Z0-9]", "_", engine.upper())
+
+
+def describe_name(value: object) -> str:
+    """A caller-supplied name, made safe and short enough to put in a message."""
+    text = repr(value)
+    if len(text) > MAX_NAME_IN_MESSAGE:
+        text = text[: MAX_NAME_IN_MESSAGE - 3] + "..."
+    return text
+
+
+def split_list(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _environ(environ: Environ | None) -> Environ:
+    return os.environ if environ is None else environ
+
+
+def _engines_config(environ: Environ) -> dict[str, dict[str, Any]]:
+    raw = environ.get("ENGINES_CONFIG", "").strip()
+    if not raw:
+        return {}
+    try:
+        parsed = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"ENGINES_CONFIG is not valid JSON: {exc}", field="ENGINES_CONFIG"
+        ) from exc
+    if not isinstance(parsed, dict) or not all(isinstance(v, dict) for v in parsed.values()):
+        raise ConfigError(
+            "ENGINES_CONFIG must be a JSON object of engine name -> object", field="ENGINES_CONFIG"
+        )
+    result: dict[str, dict[str, Any]] = {}
+    for name, entry in parsed.items():
+        key = str(name).strip().lower()
+        unknown = sorted(set(entry) - set(ENGINE_KEYS))
+        if unknown:
+            raise ConfigError(
+                f"ENGINES_CONFIG.{key} has unknown keys {unknown}; known: {sorted(ENGINE_KEYS)}",
+                service=key,
+                field=f"ENGINES_CONFIG.{key}.{unknown[0]}",
+            )
+        result[key] = entry
+    return result
+
+
+def engine_names(environ: Environ | None = None) -> tuple[str, ...]:
+    """Every configured engine: the seed's five plus any ENGINES_CONFIG adds."""
+    env = _environ(environ)
+    return tuple(sorted(set(SERVICE_MAPPINGS) | set(_engines_config(env))))
+
+
+def _as_list(value: Any, field: str, service: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return split_list(value)
+    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        return tuple(v.strip() for v in value if v.strip())
+    raise ConfigError(f"{field} must be a list of strings", service=service, field=field)
+
+
+def _as_port(value: Any, field: str, service: str) -> int:
+    try:
+        port = int(value)
+    except (TypeError, ValueError):
+        port = -1
+    if isinstance(value, bool) or not 1 <= port <= 65535:
+        raise ConfigError(
+            f"{field} must be a port number 1-65535, got {describe_name(value)}",
+            service=service,
+            field=field,
+        )
+    return port
+
+
+def get_service_config(name: str, environ: Environ | None = None) -> EngineConfig:
+    """The engine's configuration. The name is case-insensitive."""
+    env = _environ(environ)
+    key = name.strip().lower() if isinstance(name, str) else ""
+    file_config = _engines_config(env)
+    known = sorted(set(SERVICE_MAPPINGS) | set(file_config))
+    if key not in known:
+        raise UnknownEngine(
+            f"Unknown engine {describe_name(name)}. Valid engines: {', '.join(known)}",
+            field="service",
+            details={"validEngines": known},
+        )
+
+    prefix = env_prefix(key)
+    merged: dict[str, Any] = {**SERVICE_MAPPINGS.get(key, {}), **file_config.get(key, {})}
+    sources: dict[str, str] = {k: f"ENGINES_CONFIG.{key}.{k}" for k in file_config.get(key, {})}
+    for config_key, suffix in ENGINE_KEYS.items():
+        var = f"{prefix}_{suffix}"
+        if env.get(var, "").strip():
+            merged[config_key] = env[var].strip()
+            sources[config_key] = var
+    for config_key, var in (("subnets", "SUBNETS"), ("securityGroups", "SECURITY_GROUPS")):
+        if config_key not in merged and env.get(var, "").strip():
+            merged[config_key] = env[var]
+            sources[config_key] = var
+
+    def source(config_key: str) -> str:
+        return sources.get(config_key, f"{prefix}_{ENGINE_KEYS[config_key]}")
+
+    def required_list(config_key: str, what: str, hint: str) -> tuple[str, ...]:
+        values = _as_list(merged.get(config_key, ""), source(config_key), key)
+        if not values:
+            raise ConfigError(
+                f"engine '{key}' has no {what}: set {hint}", service=key, field=source(config_key)
+            )
+        return values
+
+    for config_key in ("cluster", "taskDefinition"):
+        if not isinstance(merged.get(config_key), str) or not merged[config_key].strip():
+            raise ConfigError(
+                f"engine '{key}' has no {config_key}: set {source(config_key)}",
+                service=key,
+                field=source(config_key),
+            )
+
+    assign = env.get("ASSIGN_PUBLIC_IP", "DISABLED").strip().upper() or "DISABLED"
+    if assign not in ASSIGN_PUBLIC_IP_VALUES:
+        raise ConfigError(
+            f"ASSIGN_PUBLIC_IP must be ENABLED or DISABLED, got {describe_name(assign)}",
+            field="ASSIGN_PUBLIC_IP",
+        )
+    container = merged.get("containerName")
+    return EngineConfig(
+        name=key,
+        cluster=merged["cluster"].strip(),
+        task_definition=merged["taskDefinition"].strip(),
+        target_group_arns=required_list(
+            "targetGroupArns", "target group", f"{prefix}_TARGET_GROUP_ARN"
+        ),
+        port=_as_port(merged.get("port"), source("port"), key),
+        subnets=required_list("subnets", "subnets", f"{prefix}_SUBNETS or SUBNETS"),
+        security_groups=required_list(
+            "securityGroups", "security groups", f"{prefix}_SECURITY_GROUPS or SECURITY_GROUPS"
+        ),
+        assign_public_ip=assign,
+        container_name=container.strip()
+        if isinstance(container, str) and container.strip()
+        else None,
+    )
+
+
+def _float_setting(env: Environ, var: str, default: float, minimum: float) -> float:
+    raw = env.get(var, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value >= minimum:  # also false for NaN
+        raise ConfigError(
+            f"{var} must be a number >= {minimum}, got {describe_name(raw)}", field=var
+        )
+    return value
+
+
+def load_settings(environ: Environ | None = None) -> Settings:
+    env = _environ(environ)
+    return Settings(
+        start_timeout=_float_setting(env, "START_TIMEOUT_SECONDS", 300.0, 1.0),
+        health_timeout=_float_setting(env, "HEALTH_TIMEOUT_SECONDS", 120.0, 1.0),
+        poll_interval=_float_setting(env, "POLL_INTERVAL_SECONDS", 0.7, 0.05),
+        health_poll_interval=_float_setting(env, "HEALTH_POLL_INTERVAL_SECONDS", 2.0, 0.05),
+        deadline_margin=_float_setting(env, "DEADLINE_MARGIN_SECONDS", 10.0, 0.0),
+    )

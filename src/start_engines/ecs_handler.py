@@ -1,0 +1,331 @@
+"""ECSHandler: ECS calls only (run, wait, IP, stop, find ours). ClientError stops here."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from start_engines.aws import AWS_ERRORS, has_code, translate
+from start_engines.errors import (
+    AwsError,
+    ConfigError,
+    RunTaskFailed,
+    StartTimeout,
+    TaskNotFound,
+    TaskStopped,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping, Sequence
+    from datetime import datetime
+
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_ecs import ECSClient
+    from mypy_boto3_ecs.type_defs import TaskTypeDef
+
+    from start_engines.clock import Deadline
+    from start_engines.config import EngineConfig
+
+logger = logging.getLogger(__name__)
+
+STARTED_BY = "start-engines"
+ENGINE_TAG = "start-engines:engine"
+LIVE_STATUSES = ("PROVISIONING", "PENDING", "ACTIVATING", "RUNNING")
+DESCRIBE_BATCH = 100  # DescribeTasks takes at most 100 tasks
+MAX_REASON = 255
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    arn: str
+    cluster_arn: str
+    last_status: str
+    desired_status: str
+    private_ip: str | None = None
+    eni_id: str | None = None
+    started_by: str | None = None
+    engine: str | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    stopped_reason: str | None = None
+    stop_code: str | None = None
+    exit_codes: tuple[tuple[str, int | None], ...] = ()
+
+    @property
+    def id(self) -> str:
+        return self.arn.rsplit("/", 1)[-1]
+
+    @property
+    def is_ours(self) -> bool:
+        return self.started_by == STARTED_BY and self.engine is not None
+
+    @property
+    def is_stopped(self) -> bool:
+        return self.last_status in ("DEACTIVATING", "STOPPING", "DEPROVISIONING", "STOPPED")
+
+    @property
+    def is_running(self) -> bool:
+        return self.last_status == "RUNNING"
+
+    @classmethod
+    def from_api(cls, task: TaskTypeDef) -> TaskInfo:
+        private_ip = eni_id = None
+        for attachment in task.get("attachments", []):
+            if attachment.get("type") != "ElasticNetworkInterface":
+                continue
+            details = {d.get("name"): d.get("value") for d in attachment.get("details", [])}
+            private_ip = details.get("privateIPv4Address") or None
+            eni_id = details.get("networkInterfaceId") or None
+        tags = {t.get("key"): t.get("value") for t in task.get("tags", [])}
+        return cls(
+            arn=task["taskArn"],
+            cluster_arn=task.get("clusterArn", ""),
+            last_status=task.get("lastStatus", "UNKNOWN"),
+            desired_status=task.get("desiredStatus", "UNKNOWN"),
+            private_ip=private_ip,
+            eni_id=eni_id,
+            started_by=task.get("startedBy"),
+            engine=tags.get(ENGINE_TAG),
+            created_at=task.get("createdAt"),
+            started_at=task.get("startedAt"),
+            stopped_reason=task.get("stoppedReason") or None,
+            stop_code=task.get("stopCode") or None,
+            exit_codes=tuple(
+                (c.get("name", "?"), c.get("exitCode")) for c in task.get("containers", [])
+            ),
+        )
+
+
+class ECSHandler:
+    def __init__(self, ecs: ECSClient, ec2: Callable[[], EC2Client]) -> None:
+        self._ecs = ecs
+        self._ec2 = ec2
+        self._container_names: dict[tuple[str, int], str] = {}
+
+    def container_name(self, engine: EngineConfig) -> str:
+        """The configured container name, else the container whose portMappings hold the port."""
+        if engine.container_name:
+            return engine.container_name
+        key = (engine.task_definition, engine.port)
+        if key not in self._container_names:
+            try:
+                definition = self._ecs.describe_task_definition(
+                    taskDefinition=engine.task_definition
+                )["taskDefinition"]
+            except AWS_ERRORS as exc:
+                raise translate(exc, "DescribeTaskDefinition", service=engine.name) from exc
+            for container in definition.get("containerDefinitions", []):
+                ports = {m.get("containerPort") for m in container.get("portMappings", [])}
+                if engine.port in ports:
+                    self._container_names[key] = container["name"]
+                    break
+            else:
+                raise ConfigError(
+                    f"engine '{engine.name}': no container of task definition "
+                    f"{engine.task_definition} maps port {engine.port}",
+                    service=engine.name,
+                    field="port",
+                )
+        return self._container_names[key]
+
+    def start_task(
+        self,
+        engine: EngineConfig,
+        *,
+        client_token: str | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> TaskInfo:
+        kwargs: dict[str, Any] = {
+            "cluster": engine.cluster,
+            "taskDefinition": engine.task_definition,
+            "launchType": "FARGATE",
+            "count": 1,
+            "networkConfiguration": {
+                "awsvpcConfiguration": {
+                    "subnets": list(engine.subnets),
+                    "securityGroups": list(engine.security_groups),
+                    "assignPublicIp": engine.assign_public_ip,
+                }
+            },
+            "startedBy": STARTED_BY,
+            "tags": [{"key": ENGINE_TAG, "value": engine.name}],
+            "propagateTags": "TASK_DEFINITION",
+            "enableECSManagedTags": True,
+        }
+        if client_token:
+            kwargs["clientToken"] = client_token[:64]
+        if overrides:
+            kwargs["overrides"] = dict(overrides)
+        try:
+            response = self._ecs.run_task(**kwargs)
+        except AWS_ERRORS as exc:
+            raise translate(exc, "RunTask", service=engine.name, codes={}) from exc
+        failures = response.get("failures", [])
+        tasks = response.get("tasks", [])
+        if failures or not tasks:
+            reasons = [
+                {
+                    "reason": f.get("reason", "unknown"),
+                    "detail": f.get("detail", ""),
+                    "arn": f.get("arn", ""),
+                }
+                for f in failures
+            ]
+            text = "; ".join(
+                r["reason"] + (f" ({r['detail']})" if r["detail"] else "") for r in reasons
+            )
+            raise RunTaskFailed(
+                f"RunTask for '{engine.name}' placed no task: {text or 'no task returned'}",
+                service=engine.name,
+                details={"failures": reasons},
+            )
+        task = TaskInfo.from_api(tasks[0])
+        logger.info("RunTask %s started task %s in %s", engine.name, task.id, engine.cluster)
+        return task
+
+    def describe(self, cluster: str, task_arns: Sequence[str]) -> dict[str, TaskInfo]:
+        """The tasks ECS still knows, by ARN. One call per 100 tasks."""
+        found: dict[str, TaskInfo] = {}
+        for start in range(0, len(task_arns), DESCRIBE_BATCH):
+            batch = list(task_arns[start : start + DESCRIBE_BATCH])
+            try:
+                response = self._ecs.describe_tasks(cluster=cluster, tasks=batch, include=["TAGS"])
+            except AWS_ERRORS as exc:
+                raise translate(exc, "DescribeTasks") from exc
+            for task in response.get("tasks", []):
+                info = TaskInfo.from_api(task)
+                found[info.arn] = info
+        return found
+
+    def poll_until_settled(
+        self,
+        tasks: Mapping[str, str],
+        deadline: Deadline,
+        interval: float,
+        on_update: Callable[[TaskInfo], None] | None = None,
+    ) -> dict[str, TaskInfo | None]:
+        """Poll task ARN -> cluster until each is RUNNING or stopped, or the deadline passes.
+
+        One DescribeTasks per cluster per round serves every task in flight. Returns the last
+        state seen of each task (None if ECS never knew it).
+        """
+        last: dict[str, TaskInfo | None] = dict.fromkeys(tasks)
+        pending = dict(tasks)
+        while pending:
+            by_cluster: dict[str, list[str]] = {}
+            for arn, cluster in pending.items():
+                by_cluster.setdefault(cluster, []).append(arn)
+            for cluster, arns in by_cluster.items():
+                seen = self.describe(cluster, arns)
+                for arn in arns:
+                    info = seen.get(arn)
+                    if info is None:
+                        pending.pop(arn)  # ECS no longer knows it
+                        continue
+                    previous = last[arn]
+                    last[arn] = info
+                    if on_update and (previous is None or previous.last_status != info.last_status):
+                        on_update(info)
+                    if info.is_running or info.is_stopped:
+                        pending.pop(arn)
+            if not pending or deadline.expired():
+                break
+            deadline.sleep(interval)
+        return last
+
+    def wait_for_running(
+        self,
+        cluster: str,
+        task_arn: str,
+        deadline: Deadline,
+        *,
+        interval: float,
+        service: str | None = None,
+        on_update: Callable[[TaskInfo], None] | None = None,
+    ) -> TaskInfo:
+        info = self.poll_until_settled({task_arn: cluster}, deadline, interval, on_update)[task_arn]
+        return running_or_raise(info, task_arn, service)
+
+    def extract_ip(self, task: TaskInfo, service: str | None = None) -> str:
+        """The ENI attachment's privateIPv4Address; DescribeNetworkInterfaces when it is missing."""
+        if task.private_ip:
+            return task.private_ip
+        if not task.eni_id:
+            raise AwsError(
+                f"task {task.id} has no network interface attachment",
+                service=service,
+                details={"taskId": task.id},
+            )
+        try:
+            response = self._ec2().describe_network_interfaces(NetworkInterfaceIds=[task.eni_id])
+        except AWS_ERRORS as exc:
+            raise translate(exc, "DescribeNetworkInterfaces", service=service) from exc
+        for interface in response.get("NetworkInterfaces", []):
+            if interface.get("PrivateIpAddress"):
+                return interface["PrivateIpAddress"]
+        raise AwsError(
+            f"network interface {task.eni_id} of task {task.id} has no private IP",
+            service=service,
+            details={"taskId": task.id},
+        )
+
+    def stop_task(self, cluster: str, task_arn: str, reason: str) -> bool:
+        """Stop a task. True if this call stopped it, False if it was already stopped or gone."""
+        try:
+            response = self._ecs.stop_task(
+                cluster=cluster, task=task_arn, reason=reason[:MAX_REASON]
+            )
+        except AWS_ERRORS as exc:
+            if has_code(exc, "InvalidParameterException", message_contains="not found"):
+                return False
+            raise translate(exc, "StopTask") from exc
+        previous = response.get("task", {}).get("lastStatus")
+        logger.info("StopTask %s (%s), it was %s", task_arn, reason, previous)
+        return True
+
+    def list_tasks(self, cluster: str, *, started_by: str | None = STARTED_BY) -> list[str]:
+        """Task ARNs of live tasks in a cluster (ours only, unless started_by is None)."""
+        arns: list[str] = []
+        kwargs: dict[str, Any] = {"cluster": cluster, "desiredStatus": "RUNNING"}
+        if started_by:
+            kwargs["startedBy"] = started_by
+        try:
+            for page in self._ecs.get_paginator("list_tasks").paginate(**kwargs):
+                arns.extend(page.get("taskArns", []))
+        except AWS_ERRORS as exc:
+            raise translate(exc, "ListTasks") from exc
+        return arns
+
+
+def running_or_raise(info: TaskInfo | None, task_arn: str, service: str | None) -> TaskInfo:
+    """A task that reached RUNNING, else the error that says why it did not."""
+    task_id = task_arn.rsplit("/", 1)[-1]
+    if info is None:
+        raise TaskNotFound(
+            f"ECS does not know task {task_id}", service=service, details={"taskId": task_id}
+        )
+    if info.is_stopped:
+        exit_codes = {name: code for name, code in info.exit_codes}
+        raise TaskStopped(
+            f"task {task_id} stopped during start: {info.stopped_reason or 'no reason given'}"
+            f"; exit codes {exit_codes}",
+            service=service,
+            details={
+                "taskId": task_id,
+                "stoppedReason": info.stopped_reason,
+                "stopCode": info.stop_code,
+                "exitCodes": exit_codes,
+            },
+        )
+    if not info.is_running:
+        raise StartTimeout(
+            f"task {task_id} did not reach RUNNING in time (last status {info.last_status})",
+            service=service,
+            details={"taskId": task_id, "lastStatus": info.last_status},
+        )
+    return info
+
+
+def live(tasks: Iterable[TaskInfo]) -> list[TaskInfo]:
+    return [t for t in tasks if t.last_status in LIVE_STATUSES and t.desired_status == "RUNNING"]

@@ -1,0 +1,88 @@
+"""One error hierarchy. Each error knows its HTTP-style status code and its public name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class StartEnginesError(Exception):
+    """Base of every error start-engines raises on purpose."""
+
+    status_code = 500
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        service: str | None = None,
+        field: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.service = service
+        self.field = field
+        self.details: dict[str, Any] = dict(details or {})
+
+    @property
+    def error_type(self) -> str:
+        return type(self).__name__
+
+    def to_body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"error": self.message, "errorType": self.error_type}
+        if self.service is not None:
+            body["service"] = self.service
+        if self.field is not None:
+            body["field"] = self.field
+        body.update(self.details)
+        return body
+
+
+# 4xx: the caller's input is wrong; nothing was started or stopped.
+class BadEvent(StartEnginesError):
+    status_code = 400
+
+
+class UnknownEngine(BadEvent):
+    pass
+
+
+class OverrideNotAllowed(BadEvent):
+    pass
+
+
+# 5xx: configuration of the deployment, or AWS, failed us.
+class ConfigError(StartEnginesError):
+    status_code = 500
+
+
+class AwsError(StartEnginesError):
+    """AWS refused or failed a call."""
+
+
+class RunTaskFailed(AwsError):
+    pass
+
+
+class TaskStopped(AwsError):
+    pass
+
+
+class TaskNotFound(AwsError):
+    pass
+
+
+class TargetGroupNotFound(AwsError):
+    pass
+
+
+class RegistrationFailed(AwsError):
+    pass
+
+
+class StartTimeout(StartEnginesError):
+    status_code = 504
+
+
+class InternalError(StartEnginesError):
+    """A bug: anything not raised on purpose is reported under this name."""

@@ -1,0 +1,100 @@
+"""`make demo`: the seed's event for `auth`, through lambda_handler, on the embedded AWS."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+from start_engines.clock import SystemClock
+from start_engines.local.context import LambdaContext
+from start_engines.local.emulator import Emulator
+
+SEED_EVENT = {
+    "version": "0",
+    "id": "demo-0001",
+    "source": "custom.app",
+    "detail-type": "Start ECS Task",
+    "detail": {"service": "auth"},
+}
+
+
+class ProgressPrinter(logging.Handler):
+    """Prints the handler's progress records as they happen."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        progress = getattr(record, "progress", None)
+        if isinstance(progress, dict):
+            print(f"  [{progress.get('elapsed', 0):5.1f}s] {record.getMessage()}", flush=True)
+
+
+def _quiet_json_logs() -> None:
+    """The Lambda logs JSON for CloudWatch; here a person reads, so show progress lines."""
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("start_engines") or name == "start-engines":
+            logging.getLogger(name).handlers.clear()
+            logging.getLogger(name).propagate = False
+    engines_logger = logging.getLogger("start_engines.engines")
+    engines_logger.addHandler(ProgressPrinter())
+    engines_logger.setLevel(logging.INFO)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--start-seconds", type=float, default=4.0, help="emulated Fargate start")
+    parser.add_argument("--health-seconds", type=float, default=10.0, help="emulated ALB checks")
+    parser.add_argument("--json-logs", action="store_true", help="show the Lambda's JSON logs")
+    args = parser.parse_args(argv)
+
+    began = time.monotonic()
+    with Emulator(start_seconds=args.start_seconds, health_seconds=args.health_seconds) as emu:
+        print(f"Embedded AWS: moto server at {emu.endpoint_url}")
+        provisioned = emu.provision()
+        emu.apply_environ()
+        print(f"Provisioned VPC {provisioned.vpc_id}, one ALB with path rules:")
+        for engine, arn in provisioned.target_groups.items():
+            print(f"  /api/{engine}/*  ->  {arn.split('/', 1)[1]}")
+
+        from start_engines import lambda_function
+
+        if not args.json_logs:
+            _quiet_json_logs()
+        clock = SystemClock()
+        print("\nSending the seed's event to lambda_handler:")
+        print("  " + json.dumps(SEED_EVENT))
+        result = lambda_function.lambda_handler(SEED_EVENT, LambdaContext(clock, 120))
+        print("\nResult:")
+        print(json.dumps(result, indent=2, default=str))
+        if result["statusCode"] != 200:
+            return 1
+
+        body: dict[str, Any] = result["body"]
+        elbv2 = emu.clients().elbv2
+        print(f"\nTargets registered in {body['targetGroupArn'].split('/', 1)[1]}:")
+        state = ""
+        deadline = time.monotonic() + args.health_seconds + 10
+        while state != "healthy" and time.monotonic() < deadline:
+            targets = elbv2.describe_target_health(TargetGroupArn=body["targetGroupArn"])[
+                "TargetHealthDescriptions"
+            ]
+            mine = [t for t in targets if t["Target"]["Id"] == body["privateIp"]]
+            new_state = mine[0]["TargetHealth"]["State"] if mine else "missing"
+            if new_state != state:
+                state = new_state
+                for target in targets:
+                    health = target["TargetHealth"]
+                    print(
+                        f"  {target['Target']['Id']}:{target['Target']['Port']}  "
+                        f"{health['State']:<10} {health.get('Reason', '')}"
+                    )
+            if state != "healthy":
+                time.sleep(0.5)
+        print(f"\nDone in {time.monotonic() - began:.1f}s: auth is {state} behind /api/auth/*.")
+        return 0 if state == "healthy" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

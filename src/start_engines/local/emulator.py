@@ -1,0 +1,96 @@
+"""The embedded AWS: a moto server on a free loopback port, a task lifecycle, the five engines."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import urllib.request
+from typing import TYPE_CHECKING, Any
+
+from start_engines.aws import Clients
+from start_engines.local.lifecycle import Lifecycle
+from start_engines.local.provision import Provisioned, provision
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+REGION = "us-east-2"
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+}
+
+
+class Emulator:
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        start_seconds: float = 3.0,
+        health_seconds: float = 10.0,
+    ) -> None:
+        self.lifecycle = Lifecycle(clock, start_seconds, health_seconds)
+        self._server: Any = None
+        self.endpoint_url = ""
+        self.provisioned: Provisioned | None = None
+
+    def start(self) -> Emulator:
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.endpoint_url = f"http://{host}:{port}"
+        self.lifecycle.install()
+        return self
+
+    def stop(self) -> None:
+        self.lifecycle.uninstall()
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def aws_environ(self) -> dict[str, str]:
+        """What a process needs to talk to this emulator through boto3's own settings."""
+        return {"AWS_ENDPOINT_URL": self.endpoint_url, **CREDENTIALS}
+
+    def apply_environ(self) -> None:
+        os.environ.update(self.aws_environ())
+        if self.provisioned:
+            os.environ.update(self.provisioned.environ())
+
+    def clients(self) -> Clients:
+        import boto3
+
+        session = boto3.Session(
+            region_name=REGION,
+            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=CREDENTIALS["AWS_SESSION_TOKEN"],
+        )
+        return Clients(session=session, endpoint_url=self.endpoint_url)
+
+    def provision(self) -> Provisioned:
+        self.provisioned = provision(self.clients())
+        return self.provisioned
+
+    def reset(self) -> Provisioned:
+        """Forget every resource and provision the five engines again."""
+        request = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")
+        with urllib.request.urlopen(request, timeout=10):
+            pass
+        self.lifecycle.clear()
+        from moto.moto_api import state_manager
+
+        state_manager.set_transition("ecs::task", {"progression": "manual", "times": 10**12})
+        return self.provision()

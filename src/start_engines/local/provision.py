@@ -1,0 +1,125 @@
+"""Provision the five engines on the emulator, the way they look on a real account.
+
+A VPC with two subnets and a security group; one ALB whose listener routes /api/<engine>/* to
+five ip target groups; five clusters and five Fargate task definitions with the diagram's
+names and ports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from start_engines.config import SERVICE_MAPPINGS, env_prefix
+
+if TYPE_CHECKING:
+    from start_engines.aws import Clients
+
+ACCOUNT_ROLE = "arn:aws:iam::123456789012:role/{}"
+ENGINE_SPECS = {
+    name: (spec["cluster"], spec["taskDefinition"], int(spec["port"]))
+    for name, spec in SERVICE_MAPPINGS.items()
+}
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    vpc_id: str
+    subnets: tuple[str, ...]
+    security_group: str
+    load_balancer_arn: str
+    listener_arn: str
+    target_groups: dict[str, str]
+
+    def environ(self) -> dict[str, str]:
+        """The seed's environment contract, pointing at what was provisioned."""
+        env = {"SUBNETS": ",".join(self.subnets), "SECURITY_GROUPS": self.security_group}
+        for engine, arn in self.target_groups.items():
+            env[f"{env_prefix(engine)}_TARGET_GROUP_ARN"] = arn
+        return env
+
+
+def provision(clients: Clients, health_check_interval: int = 5) -> Provisioned:
+    ec2, elbv2, ecs = clients.ec2, clients.elbv2, clients.ecs
+    vpc_id = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    ec2.modify_vpc_attribute(VpcId=vpc_id, EnableDnsHostnames={"Value": True})
+    region = ec2.meta.region_name
+    subnets = tuple(
+        ec2.create_subnet(VpcId=vpc_id, CidrBlock=cidr, AvailabilityZone=f"{region}{zone}")[
+            "Subnet"
+        ]["SubnetId"]
+        for cidr, zone in (("10.0.1.0/24", "a"), ("10.0.2.0/24", "b"))
+    )
+    security_group = ec2.create_security_group(
+        GroupName="engines", Description="start-engines tasks", VpcId=vpc_id
+    )["GroupId"]
+
+    load_balancer_arn = elbv2.create_load_balancer(
+        Name="engines-alb",
+        Subnets=list(subnets),
+        SecurityGroups=[security_group],
+        Scheme="internal",
+    )["LoadBalancers"][0]["LoadBalancerArn"]
+    listener_arn = elbv2.create_listener(
+        LoadBalancerArn=load_balancer_arn,
+        Protocol="HTTP",
+        Port=80,
+        DefaultActions=[
+            {
+                "Type": "fixed-response",
+                "FixedResponseConfig": {"StatusCode": "404", "ContentType": "text/plain"},
+            }
+        ],
+    )["Listeners"][0]["ListenerArn"]
+
+    target_groups: dict[str, str] = {}
+    for priority, (engine, (cluster, family, port)) in enumerate(ENGINE_SPECS.items(), start=1):
+        arn = elbv2.create_target_group(
+            Name=f"{engine}-tg",
+            Protocol="HTTP",
+            Port=port,
+            VpcId=vpc_id,
+            TargetType="ip",
+            HealthCheckPath="/health",
+            HealthCheckIntervalSeconds=health_check_interval,
+            HealthyThresholdCount=2,
+        )["TargetGroups"][0]["TargetGroupArn"]
+        elbv2.modify_target_group_attributes(
+            TargetGroupArn=arn,
+            Attributes=[{"Key": "deregistration_delay.timeout_seconds", "Value": "10"}],
+        )
+        elbv2.create_rule(
+            ListenerArn=listener_arn,
+            Priority=priority * 10,
+            Conditions=[{"Field": "path-pattern", "Values": [f"/api/{engine}/*"]}],
+            Actions=[{"Type": "forward", "TargetGroupArn": arn}],
+        )
+        target_groups[engine] = arn
+
+        ecs.create_cluster(clusterName=cluster)
+        ecs.register_task_definition(
+            family=family,
+            networkMode="awsvpc",
+            requiresCompatibilities=["FARGATE"],
+            cpu="256",
+            memory="512",
+            executionRoleArn=ACCOUNT_ROLE.format("ecsTaskExecutionRole"),
+            taskRoleArn=ACCOUNT_ROLE.format(f"{engine}-task-role"),
+            containerDefinitions=[
+                {
+                    "name": f"{engine}-app",
+                    "image": f"123456789012.dkr.ecr.{region}.amazonaws.com/{engine}:latest",
+                    "memory": 512,  # moto needs a container-level memory for awsvpc
+                    "essential": True,
+                    "portMappings": [{"containerPort": port, "protocol": "tcp"}],
+                }
+            ],
+        )
+    return Provisioned(
+        vpc_id=vpc_id,
+        subnets=subnets,
+        security_group=security_group,
+        load_balancer_arn=load_balancer_arn,
+        listener_arn=listener_arn,
+        target_groups=target_groups,
+    )
