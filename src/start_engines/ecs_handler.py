@@ -273,15 +273,12 @@ class ECSHandler:
     def stop_task(self, cluster: str, task_arn: str, reason: str) -> bool:
         """Stop a task. True if this call stopped it, False if it was already stopped or gone."""
         try:
-            response = self._ecs.stop_task(
-                cluster=cluster, task=task_arn, reason=reason[:MAX_REASON]
-            )
+            self._ecs.stop_task(cluster=cluster, task=task_arn, reason=reason[:MAX_REASON])
         except AWS_ERRORS as exc:
             if has_code(exc, "InvalidParameterException", message_contains="not found"):
                 return False
             raise translate(exc, "StopTask") from exc
-        previous = response.get("task", {}).get("lastStatus")
-        logger.info("StopTask %s (%s), it was %s", task_arn, reason, previous)
+        logger.info("StopTask %s (%s)", task_arn, reason)
         return True
 
     def list_tasks(self, cluster: str, *, started_by: str | None = STARTED_BY) -> list[str]:

@@ -62,6 +62,8 @@ class Lifecycle:
         self._origin = (clock(), datetime.now(UTC))
         self._saved: list[tuple[type, str, Any]] = []
         self.start_seconds_for: Callable[[str], float] | None = None
+        # Every call that changes something, by name: tests assert "nothing was started".
+        self.mutations: list[tuple[str, str]] = []
 
     # --- what tests and benchmarks steer ---------------------------------------------------
 
@@ -82,6 +84,7 @@ class Lifecycle:
             self.plans.clear()
             self.registered_at.clear()
             self._next.clear()
+            self.mutations.clear()
 
     def wall(self, at: float) -> datetime:
         return self._origin[1] + timedelta(seconds=at - self._origin[0])
@@ -104,6 +107,7 @@ class Lifecycle:
 
         def run_task(original: Any) -> Any:
             def wrapper(backend: Any, cluster_str: str, *args: Any, **kwargs: Any) -> Any:
+                lifecycle.mutations.append(("RunTask", cluster_str))
                 tasks = original(backend, cluster_str, *args, **kwargs)
                 lifecycle._track(tasks, cluster_str)
                 return tasks
@@ -120,6 +124,7 @@ class Lifecycle:
         def stop_task(original: Any) -> Any:
             def wrapper(backend: Any, cluster_str: str, task_str: str, reason: str) -> Any:
                 lifecycle.tick()
+                lifecycle.mutations.append(("StopTask", task_str))
                 task = original(backend, cluster_str, task_str, reason)
                 lifecycle._stopped(task)
                 return task
@@ -128,10 +133,18 @@ class Lifecycle:
 
         def register(original: Any) -> Any:
             def wrapper(group: Any, targets: list[dict[str, Any]]) -> None:
+                lifecycle.mutations.append(("RegisterTargets", group.arn))
                 original(group, targets)
                 with lifecycle._lock:
                     for target in targets:
                         lifecycle.registered_at[(group.arn, target["Id"])] = lifecycle.clock()
+
+            return wrapper
+
+        def deregister(original: Any) -> Any:
+            def wrapper(group: Any, targets: list[dict[str, Any]]) -> None:
+                lifecycle.mutations.append(("DeregisterTargets", group.arn))
+                original(group, targets)
 
             return wrapper
 
@@ -150,6 +163,7 @@ class Lifecycle:
         patch(EC2ContainerServiceBackend, "list_tasks", ticking)
         patch(EC2ContainerServiceBackend, "stop_task", stop_task)
         patch(FakeTargetGroup, "register", register)
+        patch(FakeTargetGroup, "deregister", deregister)
         patch(FakeTargetGroup, "health_for", health_for)
 
     def uninstall(self) -> None:
@@ -204,17 +218,25 @@ class Lifecycle:
                     container.last_status = "STOPPED"
 
     def tick(self) -> None:
-        from moto.backends import get_backend
-
         with self._lock:
             now = self.clock()
-            for accounts in get_backend("ecs").values():
-                for backend in accounts.values():
-                    for cluster_tasks in backend.tasks.values():
-                        for arn, task in cluster_tasks.items():
-                            plan = self.plans.get(arn)
-                            if plan and not plan.stopped:
-                                self._apply(task, plan, now)
+            for cluster_tasks in _backends("ecs", "tasks"):
+                for arn, task in cluster_tasks.items():
+                    plan = self.plans.get(arn)
+                    if plan and not plan.stopped:
+                        self._apply(task, plan, now)
+
+    def scrub(self) -> None:
+        """Forget every task and target, keep the infrastructure: a clean slate between tests."""
+        with self._lock:
+            for cluster_tasks in _backends("ecs", "tasks"):
+                cluster_tasks.clear()
+            for groups in _backends("elbv2", "target_groups"):
+                for group in groups.values():
+                    group.targets.clear()
+                    group.deregistered_targets.clear()
+                    group.terminated_targets.clear()
+            self.clear()
 
     def _apply(self, task: Any, plan: TaskPlan, now: float) -> None:
         elapsed = now - plan.created
@@ -265,3 +287,15 @@ class Lifecycle:
             status.status = "unhealthy"
             status.reason = "Target.FailedHealthChecks"
             status.description = "Health checks failed"
+
+
+def _backends(service: str, attribute: str) -> list[Any]:
+    """`attribute` of every account's and region's backend of a moto service."""
+    from moto.backends import get_backend
+
+    found: list[Any] = []
+    for accounts in get_backend(service).values():  # type: ignore[call-overload]
+        for backend in accounts.values():
+            value = getattr(backend, attribute)
+            found.extend(value.values() if attribute == "tasks" else [value])
+    return found

@@ -1,0 +1,77 @@
+"""One embedded AWS (moto server over HTTP) for the whole run, on a clock the tests move."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from start_engines import lambda_function
+from start_engines.config import ENGINE_KEYS, SERVICE_MAPPINGS, env_prefix
+from start_engines.local import Emulator, ManualClock
+from start_engines.local.context import LambdaContext
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+EVENTS = Path(__file__).resolve().parent.parent / "events"
+START_SECONDS = 4.0
+HEALTH_SECONDS = 10.0
+
+
+@pytest.fixture(scope="session")
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture(scope="session")
+def emulator(clock: ManualClock) -> Iterator[Emulator]:
+    emu = Emulator(clock=clock.now, start_seconds=START_SECONDS, health_seconds=HEALTH_SECONDS)
+    emu.start()
+    emu.provision()
+    yield emu
+    emu.stop()
+
+
+@pytest.fixture
+def aws(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
+    """The emulator, with this process's environment pointing at it; scrubbed afterwards."""
+    for name in SERVICE_MAPPINGS:
+        for suffix in ENGINE_KEYS.values():
+            monkeypatch.delenv(f"{env_prefix(name)}_{suffix}", raising=False)
+    for var in ("ENGINES_CONFIG", "ASSIGN_PUBLIC_IP", "SUBNETS", "SECURITY_GROUPS"):
+        monkeypatch.delenv(var, raising=False)
+    assert emulator.provisioned is not None
+    for key, value in {**emulator.aws_environ(), **emulator.provisioned.environ()}.items():
+        monkeypatch.setenv(key, value)
+    yield emulator
+    emulator.lifecycle.scrub()
+
+
+@pytest.fixture
+def invoke(aws: Emulator, clock: ManualClock) -> Iterator[Any]:
+    """Call lambda_handler as Lambda would, with the test clock behind every wait."""
+    lambda_function.use_runtime(lambda_function.Runtime(aws.clients(), clock))
+
+    def call(event: Any, timeout: float = 900.0) -> dict[str, Any]:
+        return lambda_function.lambda_handler(event, LambdaContext(clock, timeout))
+
+    yield call
+    lambda_function.use_runtime(None)
+
+
+def start_event(service: Any = "auth", **detail: Any) -> dict[str, Any]:
+    return {
+        "version": "0",
+        "id": "test-event",
+        "source": "custom.app",
+        "detail-type": "Start ECS Task",
+        "detail": {"service": service, **detail},
+    }
+
+
+def load_event(name: str) -> dict[str, Any]:
+    event: dict[str, Any] = json.loads((EVENTS / name).read_text())
+    return event

@@ -1,0 +1,56 @@
+"""The adapters against the moto server: idempotent stop and deregister, errors translated."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+from start_engines.config import get_service_config
+from start_engines.ecs_handler import ECSHandler
+from start_engines.errors import TargetGroupNotFound
+from start_engines.target_group_handler import TargetGroupHandler
+
+if TYPE_CHECKING:
+    from start_engines.local import Emulator
+
+
+def test_stop_task_is_idempotent(aws: Emulator) -> None:
+    clients = aws.clients()
+    ecs = ECSHandler(clients.ecs, lambda: clients.ec2)
+    engine = get_service_config("auth")
+    task = ecs.start_task(engine)
+    assert ecs.stop_task(engine.cluster, task.arn, "test") is True
+    assert ecs.stop_task(engine.cluster, task.arn, "again") is True
+    assert ecs.describe(engine.cluster, [task.arn])[task.arn].last_status == "STOPPED"
+    assert ecs.list_tasks(engine.cluster) == []
+
+
+def test_deregister_is_idempotent(aws: Emulator) -> None:
+    elbv2 = TargetGroupHandler(aws.clients().elbv2)
+    arn = get_service_config("auth").target_group_arn
+    assert elbv2.register_target([arn], "10.0.1.5", 8080) == [arn]
+    assert elbv2.deregister_target([arn], "10.0.1.5", 8080) == [arn]
+    assert elbv2.deregister_target([arn], "10.0.1.5", 8080) == []
+    assert elbv2.get_target_health(arn) == []
+
+
+def test_deregister_from_a_deleted_group_counts_as_done(aws: Emulator) -> None:
+    assert aws.provisioned is not None
+    client = aws.clients().elbv2
+    arn = client.create_target_group(
+        Name="gone-tg", Protocol="HTTP", Port=80, VpcId=aws.provisioned.vpc_id, TargetType="ip"
+    )["TargetGroups"][0]["TargetGroupArn"]
+    client.delete_target_group(TargetGroupArn=arn)
+    assert TargetGroupHandler(client).deregister_target([arn], "10.0.1.5", 80) == []
+
+
+def test_health_of_a_missing_group_is_translated(aws: Emulator) -> None:
+    handler = TargetGroupHandler(aws.clients().elbv2)
+    missing = (
+        "arn:aws:elasticloadbalancing:us-east-2:123456789012:targetgroup/nope/0000000000000000"
+    )
+    with pytest.raises(TargetGroupNotFound) as info:
+        handler.get_target_health(missing, service="auth")
+    assert info.value.details["targetGroupArn"] == missing
+    assert info.value.service == "auth"

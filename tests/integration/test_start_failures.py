@@ -1,0 +1,145 @@
+"""Failures after RunTask clean up; bad input starts nothing."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tests.conftest import start_event
+from tests.integration.test_start import mutations, targets, task
+
+if TYPE_CHECKING:
+    from start_engines.local import Emulator, ManualClock
+
+Invoke = Any
+
+
+def assert_nothing_left(aws: Emulator, engine: str, cluster: str, task_arn: str) -> None:
+    assert task(aws, cluster, task_arn)["lastStatus"] == "STOPPED"
+    assert targets(aws, engine) == []
+    live = aws.clients().ecs.list_tasks(cluster=cluster, desiredStatus="RUNNING")["taskArns"]
+    assert live == []
+
+
+def test_task_dies_during_start(aws: Emulator, invoke: Invoke) -> None:
+    aws.lifecycle.plan_next(dies_after=2.5, exit_code=3)
+    response = invoke(start_event("pdf"))
+    body = response["body"]
+    assert response["statusCode"] == 500
+    assert body["errorType"] == "TaskStopped"
+    assert body["stoppedReason"] == "Essential container in task exited"
+    assert body["exitCodes"] == {"pdf-app": 3}
+    assert body["cleanedUp"] is True
+    assert body["service"] == "pdf"
+    assert_nothing_left(aws, "pdf", "pdf-cluster", body["taskArn"])
+
+
+def test_task_dies_after_running_while_waiting_for_health(aws: Emulator, invoke: Invoke) -> None:
+    aws.lifecycle.plan_next(dies_after=6.0)
+    response = invoke(start_event("auth", waitForHealthy=True), timeout=60)
+    body = response["body"]
+    assert response["statusCode"] == 504
+    assert body["errorType"] == "StartTimeout"
+    assert body["cleanedUp"] is True
+    assert body["targetsRemoved"] == [aws.provisioned.target_groups["auth"]]  # type: ignore[union-attr]
+    assert_nothing_left(aws, "auth", "auth-cluster", body["taskArn"])
+
+
+def test_start_timeout(aws: Emulator, invoke: Invoke, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("START_TIMEOUT_SECONDS", "30")
+    aws.lifecycle.plan_next(running_after=float("inf"))
+    response = invoke(start_event("users"))
+    body = response["body"]
+    assert response["statusCode"] == 504
+    assert body["errorType"] == "StartTimeout"
+    assert body["lastStatus"] == "PROVISIONING"
+    assert body["cleanedUp"] is True
+    assert_nothing_left(aws, "users", "users-cluster", body["taskArn"])
+
+
+def test_lambda_deadline_bounds_the_wait(aws: Emulator, invoke: Invoke, clock: ManualClock) -> None:
+    aws.lifecycle.plan_next(running_after=float("inf"))
+    began = clock.now()
+    response = invoke(start_event("auth"), timeout=25)
+    assert response["statusCode"] == 504
+    assert response["body"]["cleanedUp"] is True
+    # the wait ends DEADLINE_MARGIN (10 s) before Lambda would kill the invocation
+    assert clock.now() - began <= 25 - 10 + 0.01
+    assert_nothing_left(aws, "auth", "auth-cluster", response["body"]["taskArn"])
+
+
+def test_health_timeout_cleans_up(
+    aws: Emulator, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HEALTH_TIMEOUT_SECONDS", "5")
+    response = invoke(start_event("fa", waitForHealthy=True))
+    body = response["body"]
+    assert response["statusCode"] == 504
+    assert body["healthStatus"] == {aws.provisioned.target_groups["fa"]: "initial"}  # type: ignore[union-attr]
+    assert body["cleanedUp"] is True
+    assert_nothing_left(aws, "fa", "fa-cluster", body["taskArn"])
+
+
+def test_register_fails_when_the_target_group_is_gone(
+    aws: Emulator, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert aws.provisioned is not None
+    elbv2 = aws.clients().elbv2
+    doomed = elbv2.create_target_group(
+        Name="doomed-tg", Protocol="HTTP", Port=8080, VpcId=aws.provisioned.vpc_id, TargetType="ip"
+    )["TargetGroups"][0]["TargetGroupArn"]
+    alb_arn = aws.provisioned.target_groups["auth"]
+    monkeypatch.setenv("AUTH_TARGET_GROUP_ARN", f"{alb_arn},{doomed}")
+    elbv2.delete_target_group(TargetGroupArn=doomed)
+
+    response = invoke(start_event("auth"))
+    body = response["body"]
+    assert response["statusCode"] == 500
+    assert body["errorType"] == "TargetGroupNotFound"
+    assert body["targetGroupArn"] == doomed
+    assert doomed in body["error"]
+    assert body["cleanedUp"] is True
+    assert body["targetsRemoved"] == [alb_arn]
+    assert_nothing_left(aws, "auth", "auth-cluster", body["taskArn"])
+
+
+def test_unknown_engine_starts_nothing(aws: Emulator, invoke: Invoke) -> None:
+    response = invoke(start_event("payroll"))
+    assert response["statusCode"] == 400
+    assert response["body"]["errorType"] == "UnknownEngine"
+    assert "auth, batch, fa, pdf, users" in response["body"]["error"]
+    assert mutations(aws, "RunTask") == []
+
+
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        ({"source": "custom.app", "detail-type": "Start ECS Task"}, "detail"),
+        ({"source": "custom.app", "detail-type": "Start ECS Task", "detail": "auth"}, "detail"),
+        (start_event(17), "detail.service"),
+        (start_event(""), "detail.service"),
+        (start_event("auth", taskDefinition="evil:1"), "detail.taskDefinition"),
+        (None, "event"),
+    ],
+)
+def test_malformed_events_are_400_and_start_nothing(
+    aws: Emulator, invoke: Invoke, event: Any, field: str
+) -> None:
+    response = invoke(event)
+    assert response["statusCode"] == 400
+    assert response["body"]["errorType"] == "BadEvent"
+    assert response["body"]["field"] == field
+    assert field.rsplit(".", maxsplit=1)[-1] in response["body"]["error"]
+    assert aws.lifecycle.mutations == []
+
+
+def test_missing_configuration_is_500_and_starts_nothing(
+    aws: Emulator, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AUTH_TARGET_GROUP_ARN")
+    response = invoke(start_event("auth"))
+    assert response["statusCode"] == 500
+    assert response["body"]["errorType"] == "ConfigError"
+    assert response["body"]["field"] == "AUTH_TARGET_GROUP_ARN"
+    assert aws.lifecycle.mutations == []
