@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from start_engines.config import get_service_config
-from start_engines.ecs_handler import running_or_raise
 from start_engines.errors import InternalError, StartEnginesError
 
 if TYPE_CHECKING:
@@ -129,11 +128,14 @@ class Engines:
                 lastStatus=info.last_status,
             )
 
-        wait = deadline.within(self.settings.start_timeout)
-        seen = self.ecs.poll_until_settled(
-            {task.arn: engine.cluster}, wait, self.settings.poll_interval, on_update
+        running = self.ecs.wait_for_running(
+            engine.cluster,
+            task.arn,
+            deadline.within(self.settings.start_timeout),
+            interval=self.settings.poll_interval,
+            service=engine.name,
+            on_update=on_update,
         )
-        running = running_or_raise(seen[task.arn], task.arn, engine.name)
         timings["running"] = round(self.clock.now() - began, 3)
         ip = self.ecs.extract_ip(running, engine.name)
         _progress(engine, "ip", f"task {task.id} has IP {ip}", timings["running"], privateIp=ip)
