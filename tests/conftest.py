@@ -28,7 +28,7 @@ def clock() -> ManualClock:
 
 @pytest.fixture(scope="session")
 def emulator(clock: ManualClock) -> Iterator[Emulator]:
-    emu = Emulator(clock=clock.now, start_seconds=START_SECONDS, health_seconds=HEALTH_SECONDS)
+    emu = Emulator(clock=clock, start_seconds=START_SECONDS, health_seconds=HEALTH_SECONDS)
     emu.start()
     emu.provision()
     yield emu

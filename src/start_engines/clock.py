@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Protocol
 
 
@@ -14,10 +15,17 @@ class Clock(Protocol):
 
     def sleep(self, seconds: float) -> None: ...
 
+    def wall(self) -> datetime:
+        """The current UTC time, for ages, expiries and metric windows."""
+        ...
+
 
 class SystemClock:
     def now(self) -> float:
         return time.monotonic()
+
+    def wall(self) -> datetime:
+        return datetime.now(UTC)
 
     def sleep(self, seconds: float) -> None:
         if seconds > 0:

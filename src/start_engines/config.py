@@ -35,10 +35,13 @@ ENGINE_KEYS: dict[str, str] = {
     "subnets": "SUBNETS",
     "securityGroups": "SECURITY_GROUPS",
     "containerName": "CONTAINER_NAME",
+    "maxTasks": "MAX_TASKS",
 }
 LIST_KEYS = frozenset({"targetGroupArns", "subnets", "securityGroups"})
 ASSIGN_PUBLIC_IP_VALUES = ("ENABLED", "DISABLED")
 MAX_NAME_IN_MESSAGE = 64
+DEFAULT_MAX_TASKS = 2
+RUN_TASK_MAX_COUNT = 10
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,12 @@ class EngineConfig:
     security_groups: tuple[str, ...]
     assign_public_ip: str = "DISABLED"
     container_name: str | None = None
+    max_tasks: int = DEFAULT_MAX_TASKS
+
+    @property
+    def family(self) -> str:
+        """The task definition family, whether configured as family, family:rev or an ARN."""
+        return self.task_definition.rsplit("/", 1)[-1].split(":", 1)[0]
 
     @property
     def target_group_arn(self) -> str:
@@ -68,6 +77,9 @@ class Settings:
     poll_interval: float = 0.7
     health_poll_interval: float = 2.0
     deadline_margin: float = 10.0
+    drain_timeout: float = 60.0
+    lease_table: str | None = None
+    lease_cooldown: float = 10.0
 
 
 def env_prefix(engine: str) -> str:
@@ -146,6 +158,20 @@ def _as_port(value: Any, field: str, service: str) -> int:
     return port
 
 
+def _as_count(value: Any, field: str, service: str) -> int:
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        count = -1
+    if isinstance(value, bool) or not 1 <= count <= RUN_TASK_MAX_COUNT:
+        raise ConfigError(
+            f"{field} must be a whole number 1-{RUN_TASK_MAX_COUNT}, got {describe_name(value)}",
+            service=service,
+            field=field,
+        )
+    return count
+
+
 def get_service_config(name: str, environ: Environ | None = None) -> EngineConfig:
     """The engine's configuration. The name is case-insensitive."""
     env = _environ(environ)
@@ -214,6 +240,7 @@ def get_service_config(name: str, environ: Environ | None = None) -> EngineConfi
         container_name=container.strip()
         if isinstance(container, str) and container.strip()
         else None,
+        max_tasks=_as_count(merged.get("maxTasks", DEFAULT_MAX_TASKS), source("maxTasks"), key),
     )
 
 
@@ -240,4 +267,7 @@ def load_settings(environ: Environ | None = None) -> Settings:
         poll_interval=_float_setting(env, "POLL_INTERVAL_SECONDS", 0.7, 0.05),
         health_poll_interval=_float_setting(env, "HEALTH_POLL_INTERVAL_SECONDS", 2.0, 0.05),
         deadline_margin=_float_setting(env, "DEADLINE_MARGIN_SECONDS", 10.0, 0.0),
+        drain_timeout=_float_setting(env, "DRAIN_TIMEOUT_SECONDS", 60.0, 0.0),
+        lease_table=env.get("LEASE_TABLE", "").strip() or None,
+        lease_cooldown=_float_setting(env, "LEASE_COOLDOWN_SECONDS", 10.0, 0.0),
     )

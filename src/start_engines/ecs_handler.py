@@ -17,7 +17,7 @@ from start_engines.errors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from datetime import datetime
 
     from mypy_boto3_ec2 import EC2Client
@@ -51,6 +51,16 @@ class TaskInfo:
     stopped_reason: str | None = None
     stop_code: str | None = None
     exit_codes: tuple[tuple[str, int | None], ...] = ()
+    task_definition_arn: str = ""
+    version: int = 0
+
+    @property
+    def family(self) -> str:
+        return self.task_definition_arn.rsplit("/", 1)[-1].split(":", 1)[0]
+
+    @property
+    def is_live(self) -> bool:
+        return self.last_status in LIVE_STATUSES and self.desired_status == "RUNNING"
 
     @property
     def id(self) -> str:
@@ -94,6 +104,8 @@ class TaskInfo:
             exit_codes=tuple(
                 (c.get("name", "?"), c.get("exitCode")) for c in task.get("containers", [])
             ),
+            task_definition_arn=task.get("taskDefinitionArn", ""),
+            version=int(task.get("version", 0) or 0),
         )
 
 
@@ -135,12 +147,14 @@ class ECSHandler:
         *,
         client_token: str | None = None,
         overrides: Mapping[str, Any] | None = None,
-    ) -> TaskInfo:
+        count: int = 1,
+    ) -> list[TaskInfo]:
+        """RunTask `count` tasks of the engine, tagged as ours. RunTaskFailed if none is placed."""
         kwargs: dict[str, Any] = {
             "cluster": engine.cluster,
             "taskDefinition": engine.task_definition,
             "launchType": "FARGATE",
-            "count": 1,
+            "count": count,
             "networkConfiguration": {
                 "awsvpcConfiguration": {
                     "subnets": list(engine.subnets),
@@ -163,7 +177,7 @@ class ECSHandler:
             raise translate(exc, "RunTask", service=engine.name, codes={}) from exc
         failures = response.get("failures", [])
         tasks = response.get("tasks", [])
-        if failures or not tasks:
+        if not tasks:
             reasons = [
                 {
                     "reason": f.get("reason", "unknown"),
@@ -180,9 +194,15 @@ class ECSHandler:
                 service=engine.name,
                 details={"failures": reasons},
             )
-        task = TaskInfo.from_api(tasks[0])
-        logger.info("RunTask %s started task %s in %s", engine.name, task.id, engine.cluster)
-        return task
+        started = [TaskInfo.from_api(task) for task in tasks]
+        logger.info(
+            "RunTask %s started %s in %s", engine.name, [t.id for t in started], engine.cluster
+        )
+        if failures:
+            logger.warning(
+                "RunTask %s placed %d of %d: %s", engine.name, len(started), count, failures
+            )
+        return started
 
     def describe(self, cluster: str, task_arns: Sequence[str]) -> dict[str, TaskInfo]:
         """The tasks ECS still knows, by ARN. One call per 100 tasks."""
@@ -281,6 +301,21 @@ class ECSHandler:
         logger.info("StopTask %s (%s)", task_arn, reason)
         return True
 
+    def find_tasks(self, engine: EngineConfig, *, include_foreign: bool = False) -> list[TaskInfo]:
+        """The engine's live tasks: ours (startedBy and the engine tag), plus, with
+        include_foreign, any other task of the engine's task definition family in its cluster."""
+        arns = self.list_tasks(engine.cluster, started_by=None if include_foreign else STARTED_BY)
+        tasks = self.describe(engine.cluster, arns).values() if arns else []
+        return [
+            t
+            for t in tasks
+            if t.is_live
+            and (
+                (t.is_ours and t.engine == engine.name)
+                or (include_foreign and not t.is_ours and t.family == engine.family)
+            )
+        ]
+
     def list_tasks(self, cluster: str, *, started_by: str | None = STARTED_BY) -> list[str]:
         """Task ARNs of live tasks in a cluster (ours only, unless started_by is None)."""
         arns: list[str] = []
@@ -322,7 +357,3 @@ def running_or_raise(info: TaskInfo | None, task_arn: str, service: str | None) 
             details={"taskId": task_id, "lastStatus": info.last_status},
         )
     return info
-
-
-def live(tasks: Iterable[TaskInfo]) -> list[TaskInfo]:
-    return [t for t in tasks if t.last_status in LIVE_STATUSES and t.desired_status == "RUNNING"]

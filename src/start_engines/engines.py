@@ -1,56 +1,118 @@
-"""Use cases. The only module that uses both handlers; it never sees botocore."""
+"""Use cases: start, stop, status, sync, on_task_state_change. The only module that uses both
+handlers; it never sees botocore."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from start_engines.config import get_service_config
-from start_engines.errors import InternalError, StartEnginesError
+from start_engines.config import engine_names, get_service_config
+from start_engines.ecs_handler import STARTED_BY, running_or_raise
+from start_engines.errors import (
+    BadEvent,
+    ConfigError,
+    InternalError,
+    StartEnginesError,
+    StartFailedElsewhere,
+    StartTimeout,
+    TaskNotFound,
+)
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
+
     from start_engines.clock import Clock, Deadline
     from start_engines.config import EngineConfig, Environ, Settings
     from start_engines.ecs_handler import ECSHandler, TaskInfo
-    from start_engines.events import StartRequest
-    from start_engines.target_group_handler import TargetGroupHandler
+    from start_engines.events import (
+        StartRequest,
+        StatusRequest,
+        StopRequest,
+        SyncRequest,
+        TaskStateChange,
+    )
+    from start_engines.lease import Lease
+    from start_engines.target_group_handler import TargetGroupHandler, TargetHealth
 
 logger = logging.getLogger(__name__)
 
+NOT_SERIALISED = "LEASE_TABLE is not set: concurrent starts of one engine are not serialised"
+
 
 @dataclass(frozen=True)
-class StartResult:
-    service: str
-    task_arn: str
-    private_ip: str
-    port: int
-    container_name: str
-    target_group_arns: tuple[str, ...]
-    health: dict[str, str]
+class Outcome:
+    """What a use case answers: an HTTP-style status and a JSON body."""
+
+    status_code: int
+    body: dict[str, Any]
+
+
+@dataclass
+class StartJob:
+    """One engine's start within one invocation, as it moves through the shared poll loop."""
+
+    engine: EngineConfig
+    began: float
+    container: str = ""
+    state: str = "new"  # new, follow, watch, health, done, failed
+    tasks: dict[str, TaskInfo] = field(default_factory=dict)  # watched, by ARN
+    started: list[str] = field(default_factory=list)  # ARNs this invocation ran
+    ips: dict[str, str] = field(default_factory=dict)
+    health: dict[str, dict[str, str]] = field(default_factory=dict)  # task ARN -> group -> state
     timings: dict[str, float] = field(default_factory=dict)
+    reused: bool = False
+    lease_owner: str | None = None
+    error: StartEnginesError | None = None
 
     @property
-    def task_id(self) -> str:
-        return self.task_arn.rsplit("/", 1)[-1]
+    def active(self) -> bool:
+        return self.state not in ("done", "failed")
 
-    def to_body(self) -> dict[str, Any]:
-        primary = self.target_group_arns[0]
+    def fail(self, error: StartEnginesError) -> None:
+        if error.service is None:
+            error.service = self.engine.name
+        self.error, self.state = error, "failed"
+
+    def body(self, serialised: bool) -> dict[str, Any]:
+        engine = self.engine
+        primary = engine.target_group_arns[0]
+        first = next(iter(self.tasks.values()))
+        ip = self.ips[first.arn]
         body: dict[str, Any] = {
-            "message": f"Engine '{self.service}' started at {self.private_ip}:{self.port}",
-            "service": self.service,
-            "taskArn": self.task_arn,
-            "taskId": self.task_id,
-            "privateIp": self.private_ip,
-            "port": self.port,
-            "containerName": self.container_name,
+            "message": f"Engine '{engine.name}' "
+            + ("already running" if self.reused and not self.started else "started")
+            + f" at {ip}:{engine.port}",
+            "service": engine.name,
+            "taskArn": first.arn,
+            "taskId": first.id,
+            "privateIp": ip,
+            "port": engine.port,
+            "containerName": self.container,
             "targetGroupArn": primary,
-            "healthStatus": self.health[primary],
+            "healthStatus": self.health[first.arn][primary],
+            "reused": self.reused and not self.started,
             "timings": self.timings,
         }
-        if len(self.target_group_arns) > 1:
-            body["targetGroupArns"] = list(self.target_group_arns)
-            body["healthStatuses"] = dict(self.health)
+        if len(engine.target_group_arns) > 1:
+            body["targetGroupArns"] = list(engine.target_group_arns)
+            body["healthStatuses"] = dict(self.health[first.arn])
+        if len(self.tasks) > 1:
+            body["tasks"] = [
+                {
+                    "taskArn": t.arn,
+                    "taskId": t.id,
+                    "privateIp": self.ips[t.arn],
+                    "healthStatus": self.health[t.arn][primary],
+                }
+                for t in self.tasks.values()
+            ]
+        if not serialised:
+            body["serialised"] = False
+            body["warning"] = NOT_SERIALISED
         return body
 
 
@@ -61,164 +123,779 @@ class Engines:
         targets: TargetGroupHandler,
         settings: Settings,
         clock: Clock,
+        lease: Lease | None = None,
         environ: Environ | None = None,
     ) -> None:
         self.ecs = ecs
         self.targets = targets
         self.settings = settings
         self.clock = clock
+        self.lease = lease
         self.environ = environ
+
+    # --- configuration -------------------------------------------------------------------
 
     def engine(self, name: str) -> EngineConfig:
         return get_service_config(name, self.environ)
 
-    def start(self, request: StartRequest, deadline: Deadline) -> StartResult:
-        """The seed's flow: RunTask, wait for RUNNING, read the IP, register, maybe wait healthy.
+    def _select(self, names: Sequence[str] | None) -> list[EngineConfig | ConfigError]:
+        """The engines a request names (every one if None). Unknown names fail the whole
+        request before anything is touched; an engine that is not configured is returned as
+        its ConfigError so the others still proceed."""
+        if names is not None:
+            for name in names:
+                if name.strip().lower() not in engine_names(self.environ):
+                    self.engine(name)  # raises UnknownEngine with the valid names
+        selected: list[EngineConfig | ConfigError] = []
+        for name in names if names is not None else engine_names(self.environ):
+            try:
+                selected.append(self.engine(name))
+            except ConfigError as exc:
+                exc.service = exc.service or name
+                selected.append(exc)
+        return selected
 
-        Any failure after RunTask stops the task and removes its targets; the raised error
-        says so (`cleanedUp`).
+    # --- start ---------------------------------------------------------------------------
+
+    def start(self, request: StartRequest, deadline: Deadline) -> Outcome:
+        """RunTask, wait for RUNNING, read the IP, register, maybe wait healthy; per engine.
+
+        A live task of ours is reused instead of starting another. With a lease table, one
+        invocation starts an engine while the others follow it. One DescribeTasks per cluster
+        per round serves every task in flight. Any failure after RunTask stops the tasks this
+        invocation ran and removes their targets (`cleanedUp`).
         """
-        engine = self.engine(request.services[0])
-        container = self.ecs.container_name(engine)
-        began = self.clock.now()
-        task = self.ecs.start_task(engine, client_token=request.event_id)
-        _progress(
-            engine,
-            "RunTask",
-            f"RunTask accepted: task {task.id} is {task.last_status}",
-            0.0,
-            taskId=task.id,
-            lastStatus=task.last_status,
-        )
-        try:
-            return self._finish_start(engine, task, container, request, deadline, began)
-        except StartEnginesError as exc:
-            self._clean_up(engine, task, exc)
-            raise
-        except Exception as exc:
-            logger.exception("unexpected error while starting %s", engine.name)
-            error = InternalError(f"unexpected error: {exc!r}", service=engine.name)
-            self._clean_up(engine, task, error)
-            raise error from exc
-
-    def _finish_start(
-        self,
-        engine: EngineConfig,
-        task: TaskInfo,
-        container: str,
-        request: StartRequest,
-        deadline: Deadline,
-        began: float,
-    ) -> StartResult:
-        timings: dict[str, float] = {}
-
-        last_status = [task.last_status]
-
-        def on_update(info: TaskInfo) -> None:
-            if info.last_status == last_status[0]:
-                return
-            last_status[0] = info.last_status
-            elapsed = self.clock.now() - began
-            _progress(
-                engine,
-                "status",
-                f"task {info.id} is {info.last_status}",
-                elapsed,
-                taskId=info.id,
-                lastStatus=info.last_status,
-            )
-
-        running = self.ecs.wait_for_running(
-            engine.cluster,
-            task.arn,
-            deadline.within(self.settings.start_timeout),
-            interval=self.settings.poll_interval,
-            service=engine.name,
-            on_update=on_update,
-        )
-        timings["running"] = round(self.clock.now() - began, 3)
-        ip = self.ecs.extract_ip(running, engine.name)
-        _progress(engine, "ip", f"task {task.id} has IP {ip}", timings["running"], privateIp=ip)
-
-        self.targets.register_target(engine.target_group_arns, ip, engine.port, engine.name)
-        timings["registered"] = round(self.clock.now() - began, 3)
-        _progress(
-            engine,
-            "registered",
-            f"{ip}:{engine.port} registered in {len(engine.target_group_arns)} target group(s)",
-            timings["registered"],
-        )
-
-        if request.wait_for_healthy:
-            health = self.targets.wait_for_healthy(
-                engine.target_group_arns,
-                ip,
-                engine.port,
-                deadline.within(self.settings.health_timeout),
-                interval=self.settings.health_poll_interval,
-                service=engine.name,
-            )
-            timings["healthy"] = round(self.clock.now() - began, 3)
-        else:
-            health = self.targets.health_of(engine.target_group_arns, ip, engine.port, engine.name)
-        summary = ", ".join(f"{target_group_name(arn)} {state}" for arn, state in health.items())
-        _progress(
-            engine,
-            "health",
-            f"target health: {summary}",
-            self.clock.now() - began,
-            healthStatus=health,
-        )
-        return StartResult(
-            service=engine.name,
-            task_arn=task.arn,
-            private_ip=ip,
-            port=engine.port,
-            container_name=container,
-            target_group_arns=engine.target_group_arns,
-            health=health,
-            timings=timings,
-        )
-
-    def _clean_up(self, engine: EngineConfig, task: TaskInfo, error: StartEnginesError) -> None:
-        """Stop the task and remove its targets after a failed start; record it on the error."""
-        report: dict[str, Any] = {"taskId": task.id, "taskArn": task.arn}
-        try:
-            seen = self.ecs.describe(engine.cluster, [task.arn]).get(task.arn)
-            ip = (seen.private_ip if seen else None) or task.private_ip
-            removed: list[str] = []
-            if ip:
-                removed = self.targets.deregister_target(
-                    engine.target_group_arns, ip, engine.port, engine.name
+        selected = self._select(request.services)
+        engines = [e for e in selected if not isinstance(e, ConfigError)]
+        for engine in engines:
+            wanted = request.count or 1
+            if wanted > engine.max_tasks:
+                raise BadEvent(
+                    f"count {wanted} exceeds maxTasks {engine.max_tasks} of engine '{engine.name}'",
+                    service=engine.name,
+                    field="count",
                 )
-            self.ecs.stop_task(
-                engine.cluster, task.arn, f"start-engines: start failed ({error.error_type})"
+        began = self.clock.now()
+        jobs = [StartJob(engine, began) for engine in engines]
+        if self.lease is None:
+            logger.warning(NOT_SERIALISED)
+        # RunTask for every engine at once; the waiting is shared below.
+        with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
+            list(pool.map(lambda job: self._guard(job, lambda: self._launch(job, request)), jobs))
+        try:
+            self._poll(jobs, request, deadline)
+        finally:
+            for job in jobs:
+                self._finish(job)
+        results: list[tuple[int, dict[str, Any]]] = [
+            (e.status_code, e.to_body()) for e in selected if isinstance(e, ConfigError)
+        ]
+        for job in jobs:
+            if job.error is not None:
+                results.append((job.error.status_code, job.error.to_body()))
+            else:
+                results.append((200, job.body(self.lease is not None)))
+        if not request.listed and len(results) == 1:
+            status, body = results[0]
+            return Outcome(status, body)
+        return combine(results)
+
+    def _guard(self, job: StartJob, step: Callable[[], None]) -> None:
+        try:
+            step()
+        except StartEnginesError as exc:
+            job.fail(exc)
+        except Exception as exc:
+            logger.exception("unexpected error while starting %s", job.engine.name)
+            job.fail(InternalError(f"unexpected error: {exc!r}", service=job.engine.name))
+
+    def _launch(self, job: StartJob, request: StartRequest) -> None:
+        engine = job.engine
+        job.container = self.ecs.container_name(engine)
+        if self.lease is not None:
+            if request.event_id:
+                recorded = self.lease.event_tasks(request.event_id, engine.name)
+                live = (
+                    [t for t in self.ecs.describe(engine.cluster, recorded).values() if t.is_live]
+                    if recorded
+                    else []
+                )
+                if live:
+                    logger.info(
+                        "event %s was handled already: %s", request.event_id, [t.id for t in live]
+                    )
+                    self._watch(job, live, reused=True)
+                    return
+            owner = str(uuid.uuid4())
+            holder = self.lease.acquire(
+                engine.name, owner, self.clock.wall(), self._lease_seconds()
             )
-            report.update(cleanedUp=True, targetsRemoved=removed)
+            if holder is not None:
+                if holder.state == "failed":
+                    raise StartFailedElsewhere(
+                        f"a concurrent start of '{engine.name}' failed moments ago: {holder.error}",
+                        service=engine.name,
+                    )
+                logger.info("start of %s is in flight elsewhere; following it", engine.name)
+                job.state = "follow"
+                return
+            job.lease_owner = owner
+        self._run_or_reuse(job, request)
+
+    def _run_or_reuse(self, job: StartJob, request: StartRequest) -> None:
+        engine = job.engine
+        live = sorted(self.ecs.find_tasks(engine), key=lambda t: not t.is_running)
+        if request.force:
+            if len(live) + 1 > engine.max_tasks:
+                raise BadEvent(
+                    f"engine '{engine.name}' already has {len(live)} task(s); maxTasks is {engine.max_tasks}",
+                    service=engine.name,
+                    field="force",
+                )
+            reuse, to_start = [], 1
+        else:
+            wanted = request.count or 1
+            reuse, to_start = live[:wanted], max(0, wanted - len(live))
+        if to_start == 0:
+            logger.info(
+                "%s already has live task(s) %s; reusing", engine.name, [t.id for t in reuse]
+            )
+            self._watch(job, reuse, reused=True)
+            return
+        token = _client_token(request.event_id, engine.name)
+        started = self.ecs.start_task(engine, client_token=token, count=to_start)
+        job.started = [t.arn for t in started]
+        for task in started:
+            _progress(
+                job,
+                "RunTask",
+                f"RunTask accepted: task {task.id} is {task.last_status}",
+                self.clock.now() - job.began,
+                taskId=task.id,
+                lastStatus=task.last_status,
+            )
+        if self.lease is not None and job.lease_owner:
+            self.lease.record_tasks(engine.name, job.lease_owner, job.started)
+            if request.event_id:
+                self.lease.remember_event(
+                    request.event_id, engine.name, job.started, self.clock.wall()
+                )
+        self._watch(job, [*reuse, *started], reused=bool(reuse))
+
+    def _watch(self, job: StartJob, tasks: Iterable[TaskInfo], reused: bool) -> None:
+        job.tasks = {t.arn: t for t in tasks}
+        job.reused = reused
+        job.state = "watch"
+
+    def _lease_seconds(self) -> float:
+        return (
+            self.settings.start_timeout
+            + self.settings.health_timeout
+            + self.settings.deadline_margin
+        )
+
+    def _poll(self, jobs: list[StartJob], request: StartRequest, deadline: Deadline) -> None:
+        start_deadline = deadline.within(self.settings.start_timeout)
+        health_deadline: Deadline | None = None
+        while True:
+            for job in jobs:
+                if job.state == "follow":
+                    self._guard(job, lambda job=job: self._follow(job, request))  # type: ignore[misc]
+            self._poll_tasks([j for j in jobs if j.state == "watch"], request)
+            health_jobs = [j for j in jobs if j.state == "health"]
+            if health_jobs:
+                if health_deadline is None:
+                    health_deadline = deadline.within(self.settings.health_timeout)
+                self._poll_health(health_jobs)
+            active = [j for j in jobs if j.active]
+            if not active:
+                return
+            waiting_for_tasks = any(j.state in ("follow", "watch") for j in active)
+            limit = start_deadline if waiting_for_tasks else (health_deadline or deadline)
+            if limit.expired() or deadline.expired():
+                for job in active:
+                    job.fail(self._timeout(job))
+                return
+            limit.sleep(
+                self.settings.poll_interval
+                if waiting_for_tasks
+                else self.settings.health_poll_interval
+            )
+
+    def _follow(self, job: StartJob, request: StartRequest) -> None:
+        """Another invocation holds the lease: wait for its task, or take over if it let go."""
+        assert self.lease is not None
+        live = self.ecs.find_tasks(job.engine)
+        if live:
+            self._watch(
+                job, sorted(live, key=lambda t: not t.is_running)[: request.count or 1], reused=True
+            )
+            return
+        owner = str(uuid.uuid4())
+        holder = self.lease.acquire(
+            job.engine.name, owner, self.clock.wall(), self._lease_seconds()
+        )
+        if holder is None:
+            job.lease_owner = owner
+            self._run_or_reuse(job, request)
+        elif holder.state == "failed":
+            raise StartFailedElsewhere(
+                f"a concurrent start of '{job.engine.name}' failed: {holder.error}",
+                service=job.engine.name,
+            )
+
+    def _poll_tasks(self, jobs: list[StartJob], request: StartRequest) -> None:
+        by_cluster: dict[str, list[str]] = {}
+        for job in jobs:
+            by_cluster.setdefault(job.engine.cluster, []).extend(job.tasks)
+        seen: dict[str, TaskInfo] = {}
+        for cluster, arns in by_cluster.items():
+            try:
+                seen.update(self.ecs.describe(cluster, arns))
+            except StartEnginesError as exc:
+                for job in jobs:
+                    if job.engine.cluster == cluster:
+                        job.fail(exc)
+        for job in jobs:
+            if job.state == "watch":
+                self._guard(job, lambda job=job: self._advance(job, seen, request))  # type: ignore[misc]
+
+    def _advance(self, job: StartJob, seen: dict[str, TaskInfo], request: StartRequest) -> None:
+        for arn, previous in list(job.tasks.items()):
+            info = seen.get(arn)
+            current = (
+                running_or_raise(info, arn, job.engine.name)
+                if info is None or info.is_stopped
+                else info
+            )
+            if current.last_status != previous.last_status:
+                _progress(
+                    job,
+                    "status",
+                    f"task {current.id} is {current.last_status}",
+                    self.clock.now() - job.began,
+                    taskId=current.id,
+                    lastStatus=current.last_status,
+                )
+            job.tasks[arn] = current
+        if not all(t.is_running for t in job.tasks.values()):
+            return
+        job.timings["running"] = round(self.clock.now() - job.began, 3)
+        engine = job.engine
+        for task in job.tasks.values():
+            ip = self.ecs.extract_ip(task, engine.name)
+            job.ips[task.arn] = ip
+            self.targets.register_target(engine.target_group_arns, ip, engine.port, engine.name)
+            _progress(
+                job,
+                "registered",
+                f"{ip}:{engine.port} registered in {len(engine.target_group_arns)} target group(s)",
+                self.clock.now() - job.began,
+                taskId=task.id,
+                privateIp=ip,
+            )
+        job.timings["registered"] = round(self.clock.now() - job.began, 3)
+        if request.wait_for_healthy:
+            job.state = "health"
+        else:
+            self._record_health(job, self._health_snapshot(job))
+            job.state = "done"
+
+    def _health_snapshot(self, job: StartJob) -> dict[str, list[TargetHealth]]:
+        return {
+            arn: self.targets.get_target_health(arn, job.engine.name)
+            for arn in job.engine.target_group_arns
+        }
+
+    def _record_health(self, job: StartJob, by_group: dict[str, list[TargetHealth]]) -> None:
+        """Store each task's state in each group; log it when it changed."""
+        states = {
+            task_arn: {
+                group: state_of(targets, ip, job.engine.port) for group, targets in by_group.items()
+            }
+            for task_arn, ip in job.ips.items()
+        }
+        if states != job.health:
+            job.health = states
+            summary = ", ".join(
+                f"{target_group_name(g)} {s}" for g, s in next(iter(states.values())).items()
+            )
+            _progress(job, "health", f"target health: {summary}", self.clock.now() - job.began)
+
+    def _poll_health(self, jobs: list[StartJob]) -> None:
+        """One DescribeTargetHealth per target group per round, shared by every job."""
+        cache: dict[str, list[TargetHealth]] = {}
+
+        def check(job: StartJob) -> None:
+            for arn in job.engine.target_group_arns:
+                if arn not in cache:
+                    cache[arn] = self.targets.get_target_health(arn, job.engine.name)
+            self._record_health(job, {arn: cache[arn] for arn in job.engine.target_group_arns})
+            if all(s == "healthy" for states in job.health.values() for s in states.values()):
+                job.timings["healthy"] = round(self.clock.now() - job.began, 3)
+                job.state = "done"
+
+        for job in jobs:
+            self._guard(job, lambda job=job: check(job))  # type: ignore[misc]
+
+    def _timeout(self, job: StartJob) -> StartTimeout:
+        if job.state == "health":
+            return StartTimeout(
+                f"engine '{job.engine.name}' registered but not healthy in time",
+                service=job.engine.name,
+                details={"healthStatus": next(iter(job.health.values()), {})},
+            )
+        statuses = {t.id: t.last_status for t in job.tasks.values()}
+        what = f"task(s) {statuses}" if statuses else "the concurrent start it followed"
+        return StartTimeout(
+            f"engine '{job.engine.name}': {what} did not reach RUNNING in time",
+            service=job.engine.name,
+            details={
+                "lastStatus": next(iter(statuses.values()), "UNKNOWN"),
+                "taskIds": list(statuses),
+            },
+        )
+
+    def _finish(self, job: StartJob) -> None:
+        """Clean up after a failed start, and hand the lease back."""
+        error = job.error
+        if error is not None and (job.started or job.tasks):
+            self._clean_up(job, error)
+        if self.lease is not None and job.lease_owner:
+            try:
+                if error is None:
+                    self.lease.release(job.engine.name, job.lease_owner)
+                else:
+                    self.lease.fail(
+                        job.engine.name,
+                        job.lease_owner,
+                        error.message,
+                        self.clock.wall(),
+                        self.settings.lease_cooldown,
+                    )
+            except StartEnginesError as exc:
+                logger.error("could not update the lease of %s: %s", job.engine.name, exc.message)
+
+    def _clean_up(self, job: StartJob, error: StartEnginesError) -> None:
+        """Stop the tasks this invocation ran and remove their targets. A reused task that
+        died loses its targets too; a reused task still alive is left to the start that owns it."""
+        engine = job.engine
+        arns = list(dict.fromkeys([*job.started, *job.tasks]))
+        report: dict[str, Any] = {"taskId": arns[0].rsplit("/", 1)[-1], "taskArn": arns[0]}
+        try:
+            seen = self.ecs.describe(engine.cluster, arns)
+            removed: set[str] = set()
+            stopped: list[str] = []
+            left: list[str] = []
+            for arn in arns:
+                info = seen.get(arn)
+                task_id = arn.rsplit("/", 1)[-1]
+                if arn not in job.started and info is not None and info.is_live:
+                    left.append(task_id)
+                    continue
+                ip = (info.private_ip if info else None) or job.ips.get(arn)
+                if ip:
+                    removed.update(
+                        self.targets.deregister_target(
+                            engine.target_group_arns, ip, engine.port, engine.name
+                        )
+                    )
+                if arn in job.started:
+                    self.ecs.stop_task(
+                        engine.cluster, arn, f"start-engines: start failed ({error.error_type})"
+                    )
+                    stopped.append(task_id)
+            report.update(cleanedUp=True, tasksStopped=stopped, targetsRemoved=sorted(removed))
+            if left:
+                report["tasksLeftRunning"] = left
             logger.warning(
-                "start of %s failed (%s); task %s stopped and targets removed",
+                "start of %s failed (%s); stopped %s, removed targets from %s",
                 engine.name,
                 error.error_type,
-                task.id,
+                stopped,
+                sorted(removed),
             )
         except StartEnginesError as cleanup_error:
             report.update(cleanedUp=False, cleanupError=cleanup_error.message)
             logger.error(
-                "start of %s failed and cleanup of task %s failed too: %s",
+                "start of %s failed and its cleanup failed too: %s",
                 engine.name,
-                task.id,
                 cleanup_error.message,
             )
         error.details.update(report)
 
+    # --- stop ----------------------------------------------------------------------------
 
-def _progress(engine: EngineConfig, step: str, text: str, elapsed: float, **data: Any) -> None:
+    def stop(self, request: StopRequest, deadline: Deadline) -> Outcome:
+        """Deregister from every target group first, optionally wait for draining, then
+        StopTask. Only tasks start-engines started, unless includeForeign."""
+        selected = self._select(request.services)
+        plans: list[tuple[EngineConfig, list[TaskInfo], dict[str, str]]] = []
+        results: list[tuple[int, dict[str, Any]]] = []
+        for engine in selected:
+            if isinstance(engine, ConfigError):
+                results.append(_not_configured(engine, request.services is None))
+                continue
+            try:
+                tasks = self.ecs.find_tasks(engine, include_foreign=request.include_foreign)
+                if request.task_id:
+                    tasks = [t for t in tasks if request.task_id in (t.id, t.arn)]
+                    if not tasks:
+                        raise TaskNotFound(
+                            f"engine '{engine.name}' has no live task {request.task_id}"
+                            + ("" if request.include_foreign else " started by start-engines"),
+                            service=engine.name,
+                            details={"taskId": request.task_id},
+                        )
+                ips = {
+                    t.arn: self.ecs.extract_ip(t, engine.name)
+                    for t in tasks
+                    if t.private_ip or t.eni_id
+                }
+                removed = 0
+                for ip in ips.values():
+                    removed += len(
+                        self.targets.deregister_target(
+                            engine.target_group_arns, ip, engine.port, engine.name
+                        )
+                    )
+                plans.append((engine, tasks, ips))
+                results.append((200, {"service": engine.name, "targetsDeregistered": removed}))
+            except StartEnginesError as exc:
+                results.append((exc.status_code, {**exc.to_body(), "status": "failed"}))
+        if request.wait_for_draining:
+            pending = [(e, ip) for e, _, ips in plans for ip in ips.values()]
+            drained = self.targets.wait_until_drained(
+                [(arn, ip, e.port) for e, ip in pending for arn in e.target_group_arns],
+                deadline.within(self.settings.drain_timeout),
+                interval=self.settings.health_poll_interval,
+            )
+            if not drained:
+                logger.warning(
+                    "draining did not finish in %ss; stopping anyway", self.settings.drain_timeout
+                )
+        by_service = {body.get("service"): body for _, body in results}
+        for engine, tasks, _ in plans:
+            body = by_service[engine.name]
+            try:
+                stopped = [
+                    t.id for t in tasks if self.ecs.stop_task(engine.cluster, t.arn, request.reason)
+                ]
+                body.update(
+                    status="stopped" if stopped else "nothing-to-stop",
+                    tasksStopped=len(stopped),
+                    taskIds=stopped,
+                )
+                if stopped:
+                    logger.info(
+                        "stopped %s tasks %s: %s",
+                        engine.name,
+                        stopped,
+                        request.reason,
+                        extra={
+                            "stop": {
+                                "service": engine.name,
+                                "reason": request.reason,
+                                "taskIds": stopped,
+                            }
+                        },
+                    )
+            except StartEnginesError as exc:
+                body.update(exc.to_body(), status="failed")
+        outcome = combine(results)
+        outcome.body["tasksStopped"] = sum(b.get("tasksStopped", 0) for _, b in results)
+        outcome.body["targetsDeregistered"] = sum(
+            b.get("targetsDeregistered", 0) for _, b in results
+        )
+        return outcome
+
+    # --- status --------------------------------------------------------------------------
+
+    def status(self, request: StatusRequest) -> Outcome:
+        """Per engine: its tasks, each target group's targets, and `ready` (at least one
+        healthy target in every target group)."""
+        results: list[tuple[int, dict[str, Any]]] = []
+        now = self.clock.wall()
+        for engine in self._select(request.services):
+            if isinstance(engine, ConfigError):
+                results.append(_not_configured(engine, request.services is None))
+                continue
+            try:
+                tasks = self.ecs.find_tasks(engine)
+                groups: list[dict[str, Any]] = [
+                    {
+                        "targetGroupArn": arn,
+                        "targets": [
+                            {"ip": t.ip, "port": t.port, "state": t.state, "reason": t.reason}
+                            for t in self.targets.get_target_health(arn, engine.name)
+                        ],
+                    }
+                    for arn in engine.target_group_arns
+                ]
+                results.append(
+                    (
+                        200,
+                        {
+                            "service": engine.name,
+                            "ready": all(
+                                any(t["state"] == "healthy" for t in g["targets"]) for g in groups
+                            ),
+                            "tasks": [
+                                {
+                                    "taskId": t.id,
+                                    "taskArn": t.arn,
+                                    "lastStatus": t.last_status,
+                                    "desiredStatus": t.desired_status,
+                                    "privateIp": t.private_ip,
+                                    "ageSeconds": round((now - t.created_at).total_seconds(), 1)
+                                    if t.created_at
+                                    else None,
+                                }
+                                for t in tasks
+                            ],
+                            "targetGroups": groups,
+                        },
+                    )
+                )
+            except StartEnginesError as exc:
+                results.append((exc.status_code, exc.to_body()))
+        return combine(results)
+
+    # --- sync ----------------------------------------------------------------------------
+
+    def sync(self, request: SyncRequest) -> Outcome:
+        """Make each target group match the live tasks of ours: remove targets whose IP belongs
+        to no live task of ours (stale), register RUNNING tasks that are missing."""
+        results: list[tuple[int, dict[str, Any]]] = []
+        for engine in self._select(request.services):
+            if isinstance(engine, ConfigError):
+                results.append(_not_configured(engine, request.services is None))
+                continue
+            try:
+                results.append((200, self._sync_engine(engine)))
+            except StartEnginesError as exc:
+                results.append((exc.status_code, exc.to_body()))
+        outcome = combine(results)
+        outcome.body["changes"] = sum(
+            len(b.get("registered", [])) + len(b.get("deregistered", [])) for _, b in results
+        )
+        return outcome
+
+    def _sync_engine(self, engine: EngineConfig) -> dict[str, Any]:
+        tasks = self.ecs.find_tasks(engine)
+        live_ips = {t.private_ip for t in tasks if t.private_ip}
+        running_ips = {self.ecs.extract_ip(t, engine.name) for t in tasks if t.is_running}
+        registered: list[dict[str, Any]] = []
+        deregistered: list[dict[str, Any]] = []
+        for arn in engine.target_group_arns:
+            current = self.targets.get_target_health(arn, engine.name)
+            for target in current:
+                if target.ip not in live_ips | running_ips and target.state != "draining":
+                    self.targets.deregister_target([arn], target.ip, target.port, engine.name)
+                    deregistered.append(
+                        {
+                            "ip": target.ip,
+                            "port": target.port,
+                            "targetGroupArn": arn,
+                            "state": target.state,
+                        }
+                    )
+            present = {t.ip for t in current if t.port == engine.port}
+            for ip in sorted(running_ips - present):
+                self.targets.register_target([arn], ip, engine.port, engine.name)
+                registered.append({"ip": ip, "port": engine.port, "targetGroupArn": arn})
+        for change in deregistered:
+            logger.info(
+                "sync %s: removed stale target %s:%s from %s",
+                engine.name,
+                change["ip"],
+                change["port"],
+                target_group_name(change["targetGroupArn"]),
+            )
+        for change in registered:
+            logger.info(
+                "sync %s: registered missing target %s:%s in %s",
+                engine.name,
+                change["ip"],
+                change["port"],
+                target_group_name(change["targetGroupArn"]),
+            )
+        return {
+            "service": engine.name,
+            "status": "changed" if registered or deregistered else "in-sync",
+            "registered": registered,
+            "deregistered": deregistered,
+        }
+
+    # --- reconcile from ECS events -------------------------------------------------------
+
+    def on_task_state_change(self, change: TaskStateChange) -> Outcome:
+        """Keep target groups true to an ECS Task State Change. Events come at least once and
+        out of order, so the task's current state (DescribeTasks) decides, not the event."""
+        task_id = change.task_arn.rsplit("/", 1)[-1]
+        base: dict[str, Any] = {
+            "taskId": task_id,
+            "eventLastStatus": change.last_status,
+            "eventVersion": change.version,
+        }
+        if change.started_by != STARTED_BY:
+            logger.debug(
+                "ignoring task %s: started by %r, not start-engines", task_id, change.started_by
+            )
+            return Outcome(
+                200, {**base, "action": "ignored", "reason": "not started by start-engines"}
+            )
+        cluster = change.cluster_arn.rsplit("/", 1)[-1]
+        current = self.ecs.describe(cluster, [change.task_arn]).get(change.task_arn)
+        engine = self._engine_of(current, cluster, change.task_definition_arn)
+        if engine is None:
+            logger.debug("ignoring task %s: no configured engine runs in %s", task_id, cluster)
+            return Outcome(
+                200, {**base, "action": "ignored", "reason": "no configured engine for this task"}
+            )
+        base.update(
+            service=engine.name,
+            lastStatus=current.last_status if current else "MISSING",
+            version=current.version if current else None,
+        )
+        if current is not None and current.is_live and current.is_running:
+            ip = self.ecs.extract_ip(current, engine.name)
+            missing = [
+                g
+                for g, state in self.targets.health_of(
+                    engine.target_group_arns, ip, engine.port, engine.name
+                ).items()
+                if state in ("unregistered", "unused", "draining")
+            ]
+            if missing:
+                self.targets.register_target(missing, ip, engine.port, engine.name)
+            logger.info(
+                "task %s of %s is RUNNING; registered in %d missing group(s)",
+                task_id,
+                engine.name,
+                len(missing),
+            )
+            return Outcome(
+                200,
+                {
+                    **base,
+                    "action": "registered" if missing else "already-registered",
+                    "privateIp": ip,
+                    "targetGroupArns": missing,
+                },
+            )
+        if current is None or current.is_stopped or current.desired_status == "STOPPED":
+            old_ip = (current.private_ip if current else None) or change.private_ip
+            if not old_ip:
+                return Outcome(200, {**base, "action": "none", "reason": "the task has no IP"})
+            if any(
+                t.private_ip == old_ip
+                for t in self.ecs.find_tasks(engine)
+                if t.arn != change.task_arn
+            ):
+                return Outcome(
+                    200,
+                    {
+                        **base,
+                        "action": "none",
+                        "reason": f"{old_ip} now belongs to another live task",
+                    },
+                )
+            removed = self.targets.deregister_target(
+                engine.target_group_arns, old_ip, engine.port, engine.name
+            )
+            logger.info(
+                "task %s of %s is stopping; deregistered from %d group(s)",
+                task_id,
+                engine.name,
+                len(removed),
+            )
+            return Outcome(
+                200,
+                {
+                    **base,
+                    "action": "deregistered" if removed else "already-deregistered",
+                    "privateIp": old_ip,
+                    "targetGroupArns": removed,
+                },
+            )
+        return Outcome(200, {**base, "action": "none", "reason": "the task is still starting"})
+
+    def _engine_of(
+        self, task: TaskInfo | None, cluster: str, task_definition_arn: str
+    ) -> EngineConfig | None:
+        """The engine a task belongs to: its engine tag, else its cluster and family."""
+        family = (
+            (task.task_definition_arn if task else task_definition_arn)
+            .rsplit("/", 1)[-1]
+            .split(":", 1)[0]
+        )
+        candidates = (
+            [task.engine] if task is not None and task.engine else list(engine_names(self.environ))
+        )
+        for name in candidates:
+            try:
+                engine = self.engine(name)
+            except StartEnginesError:
+                continue
+            if task is not None and task.engine:
+                return engine
+            if engine.cluster.rsplit("/", 1)[-1] == cluster and engine.family == family:
+                return engine
+        return None
+
+
+def combine(results: list[tuple[int, dict[str, Any]]]) -> Outcome:
+    """One answer for several engines: 200 if all succeeded, the shared status if all failed
+    alike, else 207 (multi-status). Each result carries its own statusCode."""
+    codes = [code for code, _ in results]
+    failed = sum(1 for code in codes if code >= 400)
+    if failed == 0:
+        status = 200
+    elif failed == len(codes):
+        status = codes[0] if len(set(codes)) == 1 else 500
+    else:
+        status = 207
+    return Outcome(
+        status,
+        {
+            "results": [{"statusCode": code, **body} for code, body in results],
+            "succeeded": len(codes) - failed,
+            "failed": failed,
+        },
+    )
+
+
+def _not_configured(error: ConfigError, implicit: bool) -> tuple[int, dict[str, Any]]:
+    """An engine left out of the deployment: skipped when the request meant 'every engine'."""
+    if implicit:
+        return 200, {"service": error.service, "status": "not-configured", "reason": error.message}
+    return error.status_code, error.to_body()
+
+
+def state_of(targets: Sequence[TargetHealth], ip: str, port: int) -> str:
+    return next((t.state for t in targets if t.ip == ip and t.port == port), "unregistered")
+
+
+def _client_token(event_id: str | None, engine: str) -> str | None:
+    """RunTask's clientToken: one per event and engine (ECS honours it, up to 64 chars)."""
+    if not event_id:
+        return None
+    return hashlib.sha256(f"{event_id}\x00{engine}".encode()).hexdigest()[:64]
+
+
+def _progress(job: StartJob, step: str, text: str, elapsed: float, **data: Any) -> None:
     logger.info(
         "%s: %s",
-        engine.name,
+        job.engine.name,
         text,
         extra={
-            "progress": {"service": engine.name, "step": step, "elapsed": round(elapsed, 3), **data}
+            "progress": {
+                "service": job.engine.name,
+                "step": step,
+                "elapsed": round(elapsed, 3),
+                **data,
+            }
         },
     )
 

@@ -80,6 +80,12 @@ class RegistrationFailed(AwsError):
     pass
 
 
+class StartFailedElsewhere(StartEnginesError):
+    """A concurrent invocation's start of this engine failed moments ago (lease cooldown)."""
+
+    status_code = 503
+
+
 class StartTimeout(StartEnginesError):
     status_code = 504
 

@@ -6,16 +6,20 @@ BadEvent (400) that names the field, raised before anything can be started or st
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from start_engines.config import describe_name
+from start_engines.config import RUN_TASK_MAX_COUNT, describe_name
 from start_engines.errors import BadEvent
 
-START_DETAIL_TYPES = frozenset({"Start ECS Task"})
 MAX_SERVICE_NAME = 64
+MAX_SERVICES = 20
 MAX_EVENT_ID = 256
+MAX_REASON = 200
+TASK_ID = re.compile(r"^(arn:aws[a-z-]*:ecs:[a-z0-9-]+:\d{12}:task/)?[A-Za-z0-9/_-]{1,128}$")
+DEFAULT_STOP_REASON = "stopped by start-engines"
 
 
 @dataclass(frozen=True)
@@ -23,9 +27,57 @@ class StartRequest:
     services: tuple[str, ...]
     wait_for_healthy: bool = False
     event_id: str | None = None
+    count: int | None = None
+    force: bool = False
+    listed: bool = False  # asked with `services`: answer with one result per engine
 
 
-Command = StartRequest
+@dataclass(frozen=True)
+class StopRequest:
+    services: tuple[str, ...] | None  # None: every engine
+    task_id: str | None = None
+    include_foreign: bool = False
+    wait_for_draining: bool = False
+    reason: str = DEFAULT_STOP_REASON
+
+
+@dataclass(frozen=True)
+class StatusRequest:
+    services: tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
+class SyncRequest:
+    services: tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
+class TaskStateChange:
+    """An `aws.ecs` "ECS Task State Change" event."""
+
+    task_arn: str
+    cluster_arn: str
+    last_status: str
+    desired_status: str
+    started_by: str
+    task_definition_arn: str
+    version: int
+    private_ip: str | None = None
+
+
+Command = StartRequest | StopRequest | StatusRequest | SyncRequest | TaskStateChange
+
+START_TYPES = frozenset({"Start ECS Task"})
+STOP_TYPES = frozenset({"Stop ECS Task", "Stop ECS Tasks"})
+STATUS_TYPES = frozenset({"ECS Task Status"})
+SYNC_TYPES = frozenset({"Sync Target Groups"})
+TASK_STATE_CHANGE = "ECS Task State Change"
+DETAIL_TYPES = START_TYPES | STOP_TYPES | STATUS_TYPES | SYNC_TYPES | {TASK_STATE_CHANGE}
+ACTIONS = ("start", "stop", "status", "sync")
+
+SELECT_KEYS = {"service", "services"}
+START_KEYS = SELECT_KEYS | {"waitForHealthy", "count", "force"}
+STOP_KEYS = SELECT_KEYS | {"taskId", "includeForeign", "waitForDraining", "reason"}
 
 
 def parse_event(event: object) -> Command:
@@ -35,18 +87,20 @@ def parse_event(event: object) -> Command:
         )
     if "detail-type" in event:
         return _parse_eventbridge(event)
+    if "action" in event:
+        return _parse_action(event)
     raise BadEvent(
-        "unrecognised event: expected an EventBridge event with 'detail-type' and 'detail'",
+        "unrecognised event: expected an EventBridge event with 'detail-type' and 'detail', "
+        "or a direct invocation with 'action'",
         field="detail-type",
     )
 
 
 def _parse_eventbridge(event: Mapping[str, Any]) -> Command:
     detail_type = event.get("detail-type")
-    if not isinstance(detail_type, str) or detail_type not in START_DETAIL_TYPES:
+    if not isinstance(detail_type, str) or detail_type not in DETAIL_TYPES:
         raise BadEvent(
-            f"unsupported detail-type {describe_name(detail_type)}; "
-            f"supported: {sorted(START_DETAIL_TYPES)}",
+            f"unsupported detail-type {describe_name(detail_type)}; supported: {sorted(DETAIL_TYPES)}",
             field="detail-type",
         )
     if "detail" not in event:
@@ -57,13 +111,135 @@ def _parse_eventbridge(event: Mapping[str, Any]) -> Command:
             f"'detail' must be a JSON object, got {type(detail).__name__}", field="detail"
         )
     event_id = _optional_str(event, "id", "id", MAX_EVENT_ID)
-    _reject_unknown(detail, {"service", "waitForHealthy"}, "detail")
-    service = _service(detail.get("service"), "detail.service")
-    return StartRequest(
-        services=(service,),
-        wait_for_healthy=_optional_bool(detail, "waitForHealthy", "detail.waitForHealthy"),
-        event_id=event_id,
+    if detail_type == TASK_STATE_CHANGE:
+        return _task_state_change(detail)
+    action = (
+        "start"
+        if detail_type in START_TYPES
+        else "stop"
+        if detail_type in STOP_TYPES
+        else "status"
+        if detail_type in STATUS_TYPES
+        else "sync"
     )
+    return _command(action, detail, "detail", event_id)
+
+
+def _parse_action(event: Mapping[str, Any]) -> Command:
+    action = event.get("action")
+    if not isinstance(action, str) or action not in ACTIONS:
+        raise BadEvent(
+            f"action must be one of {list(ACTIONS)}, got {describe_name(action)}", field="action"
+        )
+    options = {k: v for k, v in event.items() if k not in ("action", "id")}
+    return _command(action, options, "payload", _optional_str(event, "id", "id", MAX_EVENT_ID))
+
+
+def _command(action: str, fields: Mapping[str, Any], where: str, event_id: str | None) -> Command:
+    if action == "start":
+        _reject_unknown(fields, START_KEYS, where)
+        services, listed = _services(fields, where, required=True)
+        assert services is not None
+        count = fields.get("count")
+        if count is not None and (
+            isinstance(count, bool)
+            or not isinstance(count, int)
+            or not 1 <= count <= RUN_TASK_MAX_COUNT
+        ):
+            raise BadEvent(
+                f"{where}.count must be a whole number 1-{RUN_TASK_MAX_COUNT}, got {describe_name(count)}",
+                field=f"{where}.count",
+            )
+        return StartRequest(
+            services=services,
+            wait_for_healthy=_optional_bool(fields, "waitForHealthy", where),
+            event_id=event_id,
+            count=count,
+            force=_optional_bool(fields, "force", where),
+            listed=listed,
+        )
+    if action == "stop":
+        _reject_unknown(fields, STOP_KEYS, where)
+        services, _ = _services(fields, where, required=False)
+        task_id = fields.get("taskId")
+        if task_id is not None:
+            if not isinstance(task_id, str) or not TASK_ID.match(task_id):
+                raise BadEvent(
+                    f"{where}.taskId must be an ECS task id or ARN", field=f"{where}.taskId"
+                )
+            if services is None or len(services) != 1:
+                raise BadEvent(
+                    f"{where}.taskId needs exactly one {where}.service", field=f"{where}.taskId"
+                )
+        reason = _optional_str(fields, "reason", f"{where}.reason", MAX_REASON)
+        return StopRequest(
+            services=services,
+            task_id=task_id,
+            include_foreign=_optional_bool(fields, "includeForeign", where),
+            wait_for_draining=_optional_bool(fields, "waitForDraining", where),
+            reason=reason or DEFAULT_STOP_REASON,
+        )
+    _reject_unknown(fields, SELECT_KEYS, where)
+    services, _ = _services(fields, where, required=False)
+    return StatusRequest(services) if action == "status" else SyncRequest(services)
+
+
+def _task_state_change(detail: Mapping[str, Any]) -> TaskStateChange:
+    def text(key: str, required: bool = True) -> str:
+        value = detail.get(key, "")
+        if not isinstance(value, str) or (required and not value):
+            raise BadEvent(f"detail.{key} must be a non-empty string", field=f"detail.{key}")
+        return value
+
+    version = detail.get("version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise BadEvent("detail.version must be a number", field="detail.version")
+    private_ip = None
+    attachments = detail.get("attachments", [])
+    if isinstance(attachments, list):
+        for attachment in attachments:
+            if isinstance(attachment, Mapping) and isinstance(attachment.get("details"), list):
+                for item in attachment["details"]:
+                    if isinstance(item, Mapping) and item.get("name") == "privateIPv4Address":
+                        value = item.get("value")
+                        private_ip = value if isinstance(value, str) and value else None
+    return TaskStateChange(
+        task_arn=text("taskArn"),
+        cluster_arn=text("clusterArn"),
+        last_status=text("lastStatus"),
+        desired_status=text("desiredStatus"),
+        started_by=text("startedBy", required=False),
+        task_definition_arn=text("taskDefinitionArn", required=False),
+        version=version,
+        private_ip=private_ip,
+    )
+
+
+def _services(
+    fields: Mapping[str, Any], where: str, *, required: bool
+) -> tuple[tuple[str, ...] | None, bool]:
+    """(names, listed): `service` or `services`; None for every engine when not required."""
+    if "service" in fields and "services" in fields:
+        raise BadEvent(
+            f"give {where}.service or {where}.services, not both", field=f"{where}.services"
+        )
+    if "services" in fields:
+        value = fields["services"]
+        if not isinstance(value, list) or not value:
+            raise BadEvent(
+                f"{where}.services must be a non-empty list of engine names",
+                field=f"{where}.services",
+            )
+        if len(value) > MAX_SERVICES:
+            raise BadEvent(
+                f"{where}.services names more than {MAX_SERVICES} engines",
+                field=f"{where}.services",
+            )
+        names = [_service(item, f"{where}.services[{i}]") for i, item in enumerate(value)]
+        return tuple(dict.fromkeys(name.lower() for name in names)), True
+    if "service" in fields or required:
+        return (_service(fields.get("service"), f"{where}.service"),), False
+    return None, False
 
 
 def _reject_unknown(mapping: Mapping[str, Any], allowed: set[str], where: str) -> None:
@@ -88,10 +264,13 @@ def _service(value: object, field: str) -> str:
     return name
 
 
-def _optional_bool(mapping: Mapping[str, Any], key: str, field: str) -> bool:
+def _optional_bool(mapping: Mapping[str, Any], key: str, where: str) -> bool:
     value = mapping.get(key, False)
     if not isinstance(value, bool):
-        raise BadEvent(f"{field} must be true or false, got {describe_name(value)}", field=field)
+        raise BadEvent(
+            f"{where}.{key} must be true or false, got {describe_name(value)}",
+            field=f"{where}.{key}",
+        )
     return value
 
 

@@ -16,9 +16,18 @@ from start_engines.aws import Clients
 from start_engines.clock import Clock, Deadline, SystemClock
 from start_engines.config import load_settings
 from start_engines.ecs_handler import ECSHandler
-from start_engines.engines import Engines
-from start_engines.errors import InternalError, StartEnginesError
-from start_engines.events import parse_event
+from start_engines.engines import Engines, Outcome
+from start_engines.errors import BadEvent, InternalError, StartEnginesError
+from start_engines.events import (
+    Command,
+    StartRequest,
+    StatusRequest,
+    StopRequest,
+    SyncRequest,
+    TaskStateChange,
+    parse_event,
+)
+from start_engines.lease import Lease
 from start_engines.target_group_handler import TargetGroupHandler
 
 if TYPE_CHECKING:
@@ -57,12 +66,27 @@ def use_runtime(value: Runtime | None) -> None:
 
 def build_engines(rt: Runtime, environ: Mapping[str, str] | None = None) -> Engines:
     clients = rt.clients
+    settings = load_settings(environ)
     return Engines(
         ECSHandler(clients.ecs, lambda: clients.ec2),
         TargetGroupHandler(clients.elbv2),
-        load_settings(environ),
+        settings,
         rt.clock,
+        lease=Lease(clients.dynamodb, settings.lease_table) if settings.lease_table else None,
+        environ=environ,
     )
+
+
+def dispatch(command: Command, engines: Engines, deadline: Deadline) -> Outcome:
+    if isinstance(command, StartRequest):
+        return engines.start(command, deadline)
+    if isinstance(command, StopRequest):
+        return engines.stop(command, deadline)
+    if isinstance(command, StatusRequest):
+        return engines.status(command)
+    if isinstance(command, SyncRequest):
+        return engines.sync(command)
+    return engines.on_task_state_change(command)
 
 
 def remaining_seconds(context: Any) -> float:
@@ -72,17 +96,36 @@ def remaining_seconds(context: Any) -> float:
 
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     """EventBridge (and direct) entry point. Always returns {statusCode, body}."""
+    return _handle(event, context, accept=None)
+
+
+def task_state_handler(event: Any, context: Any) -> dict[str, Any]:
+    """Entry point for `aws.ecs` "ECS Task State Change" events: keeps target groups in sync."""
+    return _handle(event, context, accept=TaskStateChange)
+
+
+def _handle(event: Any, context: Any, accept: type[TaskStateChange] | None) -> dict[str, Any]:
     rt = runtime()
     _correlate(event, context)
     try:
         command = parse_event(event)
+        if accept is not None and not isinstance(command, accept):
+            raise BadEvent(
+                "this entry point takes ECS Task State Change events", field="detail-type"
+            )
         engines = build_engines(rt)
         deadline = Deadline.after(
             rt.clock, remaining_seconds(context) - engines.settings.deadline_margin
         )
-        result = engines.start(command, deadline)
-        logger.info("start succeeded", extra={"result": result.to_body()})
-        return {"statusCode": 200, "body": result.to_body()}
+        outcome = dispatch(command, engines, deadline)
+        log = logger.info if outcome.status_code < 400 else logger.warning
+        log(
+            "%s answered %s",
+            type(command).__name__,
+            outcome.status_code,
+            extra={"result": outcome.body},
+        )
+        return {"statusCode": outcome.status_code, "body": outcome.body}
     except StartEnginesError as exc:
         return _failure(exc)
     except Exception as exc:

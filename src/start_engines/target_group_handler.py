@@ -146,3 +146,22 @@ class TargetGroupHandler:
                     details={"healthStatus": states},
                 )
             deadline.sleep(interval)
+
+    def wait_until_drained(
+        self, targets: Sequence[tuple[str, str, int]], deadline: Deadline, *, interval: float
+    ) -> bool:
+        """Poll (group, ip, port) targets until none is `draining`; False at the deadline."""
+        pending = list(targets)
+        while pending:
+            health = {arn: self.get_target_health(arn) for arn in {arn for arn, _, _ in pending}}
+            pending = [
+                (arn, ip, port)
+                for arn, ip, port in pending
+                if any(t.ip == ip and t.port == port and t.state == "draining" for t in health[arn])
+            ]
+            if not pending:
+                break
+            if deadline.expired():
+                return False
+            deadline.sleep(interval)
+        return True

@@ -19,7 +19,7 @@ def test_stop_task_is_idempotent(aws: Emulator) -> None:
     clients = aws.clients()
     ecs = ECSHandler(clients.ecs, lambda: clients.ec2)
     engine = get_service_config("auth")
-    task = ecs.start_task(engine)
+    (task,) = ecs.start_task(engine)
     assert ecs.stop_task(engine.cluster, task.arn, "test") is True
     assert ecs.stop_task(engine.cluster, task.arn, "again") is True
     assert ecs.describe(engine.cluster, [task.arn])[task.arn].last_status == "STOPPED"

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime, timedelta
+
+EPOCH = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 
 
 class ManualClock:
@@ -14,6 +17,9 @@ class ManualClock:
     def now(self) -> float:
         with self._lock:
             return self._now
+
+    def wall(self) -> datetime:
+        return EPOCH + timedelta(seconds=self.now())
 
     def sleep(self, seconds: float) -> None:
         self.advance(seconds)

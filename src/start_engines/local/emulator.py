@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 import urllib.request
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +12,7 @@ from start_engines.local.lifecycle import Lifecycle
 from start_engines.local.provision import Provisioned, provision
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from start_engines.clock import Clock
 
 REGION = "us-east-2"
 CREDENTIALS = {
@@ -28,7 +27,7 @@ CREDENTIALS = {
 class Emulator:
     def __init__(
         self,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock | None = None,
         start_seconds: float = 3.0,
         health_seconds: float = 10.0,
     ) -> None:

@@ -10,14 +10,15 @@ appears at PENDING, and it can be told to die during start-up. A registered targ
 from __future__ import annotations
 
 import threading
-import time
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+from start_engines.clock import Clock, SystemClock
 
 DIED_REASON = "Essential container in task exited"
 NEVER = float("inf")
@@ -48,18 +49,18 @@ class NextTask:
 class Lifecycle:
     def __init__(
         self,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock | None = None,
         start_seconds: float = 3.0,
         health_seconds: float = 10.0,
     ) -> None:
-        self.clock = clock
+        self.time = clock or SystemClock()
+        self.clock = self.time.now
         self.start_seconds = start_seconds
         self.health_seconds = health_seconds
         self.plans: dict[str, TaskPlan] = {}
         self.registered_at: dict[tuple[str, str], float] = {}
         self._next: dict[str | None, deque[NextTask]] = {}
         self._lock = threading.RLock()
-        self._origin = (clock(), datetime.now(UTC))
         self._saved: list[tuple[type, str, Any]] = []
         self.start_seconds_for: Callable[[str], float] | None = None
         # Every call that changes something, by name: tests assert "nothing was started".
@@ -87,7 +88,8 @@ class Lifecycle:
             self.mutations.clear()
 
     def wall(self, at: float) -> datetime:
-        return self._origin[1] + timedelta(seconds=at - self._origin[0])
+        """The wall time of clock reading `at`."""
+        return self.time.wall() - timedelta(seconds=self.clock() - at)
 
     # --- installing onto moto --------------------------------------------------------------
 
