@@ -16,10 +16,10 @@ from start_engines.errors import (
     BadEvent,
     ConfigError,
     InternalError,
+    NoSuchTask,
     StartEnginesError,
     StartFailedElsewhere,
     StartTimeout,
-    TaskNotFound,
 )
 
 if TYPE_CHECKING:
@@ -541,7 +541,7 @@ class Engines:
                 if request.task_id:
                     tasks = [t for t in tasks if request.task_id in (t.id, t.arn)]
                     if not tasks:
-                        raise TaskNotFound(
+                        raise NoSuchTask(
                             f"engine '{engine.name}' has no live task {request.task_id}"
                             + ("" if request.include_foreign else " started by start-engines"),
                             service=engine.name,

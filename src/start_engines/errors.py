@@ -51,6 +51,12 @@ class OverrideNotAllowed(BadEvent):
     pass
 
 
+class NoSuchTask(StartEnginesError):
+    """The request names a task that is not a live task of the engine."""
+
+    status_code = 404
+
+
 # 5xx: configuration of the deployment, or AWS, failed us.
 class ConfigError(StartEnginesError):
     status_code = 500

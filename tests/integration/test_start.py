@@ -12,31 +12,12 @@ import pytest
 from start_engines.config import SERVICE_MAPPINGS
 from start_engines.ecs_handler import ENGINE_TAG, STARTED_BY
 from tests.conftest import START_SECONDS, load_event, start_event
+from tests.integration.helpers import create_target_group, targets, task
 
 if TYPE_CHECKING:
     from start_engines.local import Emulator, ManualClock
 
 Invoke = Any
-
-
-def targets(aws: Emulator, engine: str) -> list[tuple[str, int, str]]:
-    assert aws.provisioned is not None
-    arn = aws.provisioned.target_groups[engine]
-    found = aws.clients().elbv2.describe_target_health(TargetGroupArn=arn)
-    return [
-        (t["Target"]["Id"], t["Target"]["Port"], t["TargetHealth"]["State"])
-        for t in found["TargetHealthDescriptions"]
-    ]
-
-
-def task(aws: Emulator, cluster: str, task_arn: str) -> dict[str, Any]:
-    found = aws.clients().ecs.describe_tasks(cluster=cluster, tasks=[task_arn], include=["TAGS"])
-    result: dict[str, Any] = found["tasks"][0]
-    return result
-
-
-def mutations(aws: Emulator, kind: str) -> list[tuple[str, str]]:
-    return [m for m in aws.lifecycle.mutations if m[0] == kind]
 
 
 @pytest.mark.parametrize("engine", sorted(SERVICE_MAPPINGS))
@@ -106,9 +87,7 @@ def test_several_target_groups(
 ) -> None:
     assert aws.provisioned is not None
     elbv2 = aws.clients().elbv2
-    nlb_arn = elbv2.create_target_group(
-        Name="auth-nlb-tg", Protocol="TCP", Port=8080, VpcId=aws.provisioned.vpc_id, TargetType="ip"
-    )["TargetGroups"][0]["TargetGroupArn"]
+    nlb_arn = create_target_group(aws, "auth-nlb-tg", protocol="TCP")
     alb_arn = aws.provisioned.target_groups["auth"]
     monkeypatch.setenv("AUTH_TARGET_GROUP_ARN", f"{alb_arn},{nlb_arn}")
     try:

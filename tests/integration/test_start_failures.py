@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.conftest import start_event
-from tests.integration.test_start import mutations, targets, task
+from tests.integration.helpers import create_target_group, live_tasks, mutations, targets, task
 
 if TYPE_CHECKING:
     from start_engines.local import Emulator, ManualClock
@@ -18,8 +18,7 @@ Invoke = Any
 def assert_nothing_left(aws: Emulator, engine: str, cluster: str, task_arn: str) -> None:
     assert task(aws, cluster, task_arn)["lastStatus"] == "STOPPED"
     assert targets(aws, engine) == []
-    live = aws.clients().ecs.list_tasks(cluster=cluster, desiredStatus="RUNNING")["taskArns"]
-    assert live == []
+    assert live_tasks(aws, cluster) == []
 
 
 def test_task_dies_during_start(aws: Emulator, invoke: Invoke) -> None:
@@ -86,9 +85,7 @@ def test_register_fails_when_the_target_group_is_gone(
 ) -> None:
     assert aws.provisioned is not None
     elbv2 = aws.clients().elbv2
-    doomed = elbv2.create_target_group(
-        Name="doomed-tg", Protocol="HTTP", Port=8080, VpcId=aws.provisioned.vpc_id, TargetType="ip"
-    )["TargetGroups"][0]["TargetGroupArn"]
+    doomed = create_target_group(aws, "doomed-tg")
     alb_arn = aws.provisioned.target_groups["auth"]
     monkeypatch.setenv("AUTH_TARGET_GROUP_ARN", f"{alb_arn},{doomed}")
     elbv2.delete_target_group(TargetGroupArn=doomed)

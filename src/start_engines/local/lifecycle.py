@@ -59,12 +59,16 @@ class Lifecycle:
         self.health_seconds = health_seconds
         self.plans: dict[str, TaskPlan] = {}
         self.registered_at: dict[tuple[str, str], float] = {}
+        self.deregistered_at: dict[tuple[str, str], float] = {}
+        self.drain_seconds = 0.0  # how long a deregistered target stays `draining`
         self._next: dict[str | None, deque[NextTask]] = {}
         self._lock = threading.RLock()
         self._saved: list[tuple[type, str, Any]] = []
         self.start_seconds_for: Callable[[str], float] | None = None
         # Every call that changes something, by name: tests assert "nothing was started".
         self.mutations: list[tuple[str, str]] = []
+        # DescribeTasks calls, one entry per call: (clock reading, cluster, task count).
+        self.describe_calls: list[tuple[float, str, int]] = []
 
     # --- what tests and benchmarks steer ---------------------------------------------------
 
@@ -84,8 +88,11 @@ class Lifecycle:
         with self._lock:
             self.plans.clear()
             self.registered_at.clear()
+            self.deregistered_at.clear()
+            self.drain_seconds = 0.0
             self._next.clear()
             self.mutations.clear()
+            self.describe_calls.clear()
 
     def wall(self, at: float) -> datetime:
         """The wall time of clock reading `at`."""
@@ -94,79 +101,102 @@ class Lifecycle:
     # --- installing onto moto --------------------------------------------------------------
 
     def install(self) -> None:
-        from moto.ecs.models import EC2ContainerServiceBackend
-        from moto.elbv2.models import FakeTargetGroup
+        from moto.ecs.models import EC2ContainerServiceBackend as Ecs
+        from moto.elbv2.models import ELBv2Backend as Elb
+        from moto.elbv2.models import FakeTargetGroup as Group
         from moto.moto_api import state_manager
 
         # moto walks RUNNING -> STOPPED one step per DescribeTasks; the lifecycle is ours here.
         state_manager.set_transition("ecs::task", {"progression": "manual", "times": 10**12})
-        lifecycle = self
-
-        def patch(cls: type, name: str, make: Callable[[Any], Any]) -> None:
+        hooks: list[tuple[type, str, Callable[..., Any]]] = [
+            (Ecs, "run_task", self._on_run_task),
+            (Ecs, "describe_tasks", self._on_describe_tasks),
+            (Ecs, "list_tasks", self._on_list_tasks),
+            (Ecs, "stop_task", self._on_stop_task),
+            (Group, "register", self._on_register),
+            (Group, "deregister", self._on_deregister),
+            (Group, "health_for", self._on_health_for),
+            (Elb, "describe_target_health", self._on_describe_target_health),
+        ]
+        for cls, name, hook in hooks:
             original = getattr(cls, name)
             self._saved.append((cls, name, original))
-            setattr(cls, name, make(original))
+            setattr(cls, name, _hooked(original, hook))
 
-        def run_task(original: Any) -> Any:
-            def wrapper(backend: Any, cluster_str: str, *args: Any, **kwargs: Any) -> Any:
-                lifecycle.mutations.append(("RunTask", cluster_str))
-                tasks = original(backend, cluster_str, *args, **kwargs)
-                lifecycle._track(tasks, cluster_str)
-                return tasks
+    def _on_run_task(
+        self, original: Any, backend: Any, cluster_str: str, *args: Any, **kwargs: Any
+    ) -> Any:
+        self.mutations.append(("RunTask", cluster_str))
+        tasks = original(backend, cluster_str, *args, **kwargs)
+        self._track(tasks, cluster_str)
+        return tasks
 
-            return wrapper
+    def _on_describe_tasks(
+        self, original: Any, backend: Any, cluster_str: str, tasks: list[str]
+    ) -> Any:
+        self.describe_calls.append((self.clock(), cluster_str, len(tasks)))
+        self.tick()
+        return original(backend, cluster_str, tasks)
 
-        def ticking(original: Any) -> Any:
-            def wrapper(*args: Any, **kwargs: Any) -> Any:
-                lifecycle.tick()
-                return original(*args, **kwargs)
+    def _on_list_tasks(self, original: Any, *args: Any, **kwargs: Any) -> Any:
+        self.tick()
+        return original(*args, **kwargs)
 
-            return wrapper
+    def _on_stop_task(
+        self, original: Any, backend: Any, cluster_str: str, task_str: str, reason: str
+    ) -> Any:
+        self.tick()
+        self.mutations.append(("StopTask", task_str))
+        task = original(backend, cluster_str, task_str, reason)
+        self._stopped(task)
+        return task
 
-        def stop_task(original: Any) -> Any:
-            def wrapper(backend: Any, cluster_str: str, task_str: str, reason: str) -> Any:
-                lifecycle.tick()
-                lifecycle.mutations.append(("StopTask", task_str))
-                task = original(backend, cluster_str, task_str, reason)
-                lifecycle._stopped(task)
-                return task
+    def _on_register(self, original: Any, group: Any, targets: list[dict[str, Any]]) -> None:
+        self.mutations.append(("RegisterTargets", group.arn))
+        original(group, targets)
+        with self._lock:
+            for target in targets:
+                self.registered_at[(group.arn, target["Id"])] = self.clock()
 
-            return wrapper
+    def _on_deregister(self, original: Any, group: Any, targets: list[dict[str, Any]]) -> None:
+        self.mutations.append(("DeregisterTargets", group.arn))
+        original(group, targets)
+        with self._lock:
+            for target in targets:
+                self.deregistered_at[(group.arn, target["Id"])] = self.clock()
 
-        def register(original: Any) -> Any:
-            def wrapper(group: Any, targets: list[dict[str, Any]]) -> None:
-                lifecycle.mutations.append(("RegisterTargets", group.arn))
-                original(group, targets)
-                with lifecycle._lock:
-                    for target in targets:
-                        lifecycle.registered_at[(group.arn, target["Id"])] = lifecycle.clock()
+    def _on_health_for(
+        self, original: Any, group: Any, target: dict[str, Any], ec2_backend: Any
+    ) -> Any:
+        status = original(group, target, ec2_backend)
+        if target["Id"] not in group.targets and self._draining(group.arn, target["Id"]):
+            status.status = "draining"
+            status.reason = "Target.DeregistrationInProgress"
+            status.description = "Target deregistration is in progress"
+        elif status.status == "healthy":
+            self.tick()
+            self._health(group.arn, status)
+        return status
 
-            return wrapper
+    def _on_describe_target_health(
+        self, original: Any, backend: Any, target_group_arn: str, targets: list[dict[str, Any]]
+    ) -> Any:
+        group = backend.target_groups.get(target_group_arn)
+        if not targets and group is not None:
+            # AWS lists draining targets too, until their deregistration delay ends
+            targets = list(group.targets.values()) + [
+                dict(group.deregistered_targets[target_id])
+                for (arn, target_id) in list(self.deregistered_at)
+                if arn == target_group_arn
+                and target_id not in group.targets
+                and target_id in group.deregistered_targets
+                and self._draining(arn, target_id)
+            ]
+        return original(backend, target_group_arn, targets)
 
-        def deregister(original: Any) -> Any:
-            def wrapper(group: Any, targets: list[dict[str, Any]]) -> None:
-                lifecycle.mutations.append(("DeregisterTargets", group.arn))
-                original(group, targets)
-
-            return wrapper
-
-        def health_for(original: Any) -> Any:
-            def wrapper(group: Any, target: dict[str, Any], ec2_backend: Any) -> Any:
-                status = original(group, target, ec2_backend)
-                if status.status == "healthy":
-                    lifecycle.tick()
-                    lifecycle._health(group.arn, status)
-                return status
-
-            return wrapper
-
-        patch(EC2ContainerServiceBackend, "run_task", run_task)
-        patch(EC2ContainerServiceBackend, "describe_tasks", ticking)
-        patch(EC2ContainerServiceBackend, "list_tasks", ticking)
-        patch(EC2ContainerServiceBackend, "stop_task", stop_task)
-        patch(FakeTargetGroup, "register", register)
-        patch(FakeTargetGroup, "deregister", deregister)
-        patch(FakeTargetGroup, "health_for", health_for)
+    def _draining(self, group_arn: str, target_id: str) -> bool:
+        at = self.deregistered_at.get((group_arn, target_id))
+        return at is not None and self.clock() - at < self.drain_seconds
 
     def uninstall(self) -> None:
         from moto.moto_api import state_manager
@@ -229,8 +259,11 @@ class Lifecycle:
                         self._apply(task, plan, now)
 
     def scrub(self) -> None:
-        """Forget every task and target, keep the infrastructure: a clean slate between tests."""
+        """Forget every task, target and lease, keep the infrastructure: a clean slate."""
         with self._lock:
+            for tables in _backends("dynamodb", "tables"):
+                for table in tables.values():
+                    table.items.clear()
             for cluster_tasks in _backends("ecs", "tasks"):
                 cluster_tasks.clear()
             for groups in _backends("elbv2", "target_groups"):
@@ -301,3 +334,10 @@ def _backends(service: str, attribute: str) -> list[Any]:
             value = getattr(backend, attribute)
             found.extend(value.values() if attribute == "tasks" else [value])
     return found
+
+
+def _hooked(original: Any, hook: Callable[..., Any]) -> Callable[..., Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return hook(original, *args, **kwargs)
+
+    return wrapper

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from start_engines.aws import Clients
 
 ACCOUNT_ROLE = "arn:aws:iam::123456789012:role/{}"
+LEASE_TABLE = "start-engines-leases"
 ENGINE_SPECS = {
     name: (spec["cluster"], spec["taskDefinition"], int(spec["port"]))
     for name, spec in SERVICE_MAPPINGS.items()
@@ -30,10 +31,15 @@ class Provisioned:
     load_balancer_arn: str
     listener_arn: str
     target_groups: dict[str, str]
+    lease_table: str = LEASE_TABLE
 
     def environ(self) -> dict[str, str]:
         """The seed's environment contract, pointing at what was provisioned."""
-        env = {"SUBNETS": ",".join(self.subnets), "SECURITY_GROUPS": self.security_group}
+        env = {
+            "SUBNETS": ",".join(self.subnets),
+            "SECURITY_GROUPS": self.security_group,
+            "LEASE_TABLE": self.lease_table,
+        }
         for engine, arn in self.target_groups.items():
             env[f"{env_prefix(engine)}_TARGET_GROUP_ARN"] = arn
         return env
@@ -115,6 +121,7 @@ def provision(clients: Clients, health_check_interval: int = 5) -> Provisioned:
                 }
             ],
         )
+    create_lease_table(clients)
     return Provisioned(
         vpc_id=vpc_id,
         subnets=subnets,
@@ -122,4 +129,18 @@ def provision(clients: Clients, health_check_interval: int = 5) -> Provisioned:
         load_balancer_arn=load_balancer_arn,
         listener_arn=listener_arn,
         target_groups=target_groups,
+    )
+
+
+def create_lease_table(clients: Clients, name: str = LEASE_TABLE) -> None:
+    """The lease table as template.yaml declares it: key `pk`, TTL on `expiresAt`."""
+    dynamodb = clients.dynamodb
+    dynamodb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.update_time_to_live(
+        TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"}
     )

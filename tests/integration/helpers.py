@@ -1,0 +1,66 @@
+"""Reading the emulator's state back, the way an operator would with the AWS CLI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from start_engines.local import Emulator
+from start_engines.local.ecs_events import task_state_change
+
+
+def targets(aws: Emulator, engine: str, arn: str | None = None) -> list[tuple[str, int, str]]:
+    assert aws.provisioned is not None
+    group = arn or aws.provisioned.target_groups[engine]
+    found = aws.clients().elbv2.describe_target_health(TargetGroupArn=group)
+    return [
+        (t["Target"]["Id"], t["Target"]["Port"], t["TargetHealth"]["State"])
+        for t in found["TargetHealthDescriptions"]
+    ]
+
+
+def task(aws: Emulator, cluster: str, task_arn: str) -> dict[str, Any]:
+    found = aws.clients().ecs.describe_tasks(cluster=cluster, tasks=[task_arn], include=["TAGS"])
+    result: dict[str, Any] = found["tasks"][0]
+    return result
+
+
+def live_tasks(aws: Emulator, cluster: str) -> list[str]:
+    arns: list[str] = aws.clients().ecs.list_tasks(cluster=cluster, desiredStatus="RUNNING")[
+        "taskArns"
+    ]
+    return arns
+
+
+def mutations(aws: Emulator, kind: str) -> list[tuple[str, str]]:
+    return [m for m in aws.lifecycle.mutations if m[0] == kind]
+
+
+def state_change_event(aws: Emulator, cluster: str, task_arn: str) -> dict[str, Any]:
+    """The ECS Task State Change event for the task as it is now."""
+    return task_state_change(task(aws, cluster, task_arn))
+
+
+def run_foreign_task(aws: Emulator, cluster: str, family: str) -> str:
+    """A task someone else started (no startedBy, no engine tag) from the engine's family."""
+    assert aws.provisioned is not None
+    response = aws.clients().ecs.run_task(
+        cluster=cluster,
+        taskDefinition=family,
+        launchType="FARGATE",
+        networkConfiguration={
+            "awsvpcConfiguration": {
+                "subnets": list(aws.provisioned.subnets),
+                "securityGroups": [aws.provisioned.security_group],
+            }
+        },
+    )
+    arn: str = response["tasks"][0]["taskArn"]
+    return arn
+
+
+def create_target_group(aws: Emulator, name: str, port: int = 8080, protocol: str = "HTTP") -> str:
+    assert aws.provisioned is not None
+    arn: str = aws.clients().elbv2.create_target_group(
+        Name=name, Protocol=protocol, Port=port, VpcId=aws.provisioned.vpc_id, TargetType="ip"
+    )["TargetGroups"][0]["TargetGroupArn"]
+    return arn
