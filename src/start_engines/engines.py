@@ -226,20 +226,10 @@ class Engines:
                     )
                     self._watch(job, live, reused=True)
                     return
-            owner = str(uuid.uuid4())
-            holder = self.lease.acquire(
-                engine.name, owner, self.clock.wall(), self._lease_seconds()
-            )
-            if holder is not None:
-                if holder.state == "failed":
-                    raise StartFailedElsewhere(
-                        f"a concurrent start of '{engine.name}' failed moments ago: {holder.error}",
-                        service=engine.name,
-                    )
+            if not self._acquire(job):
                 logger.info("start of %s is in flight elsewhere; following it", engine.name)
                 job.state = "follow"
                 return
-            job.lease_owner = owner
         self._run_or_reuse(job, request)
 
     def _run_or_reuse(self, job: StartJob, request: StartRequest) -> None:
@@ -324,25 +314,35 @@ class Engines:
 
     def _follow(self, job: StartJob, request: StartRequest) -> None:
         """Another invocation holds the lease: wait for its task, or take over if it let go."""
-        assert self.lease is not None
         live = self.ecs.find_tasks(job.engine)
         if live:
-            self._watch(
-                job, sorted(live, key=lambda t: not t.is_running)[: request.count or 1], reused=True
-            )
-            return
+            wanted = request.count or 1
+            self._watch(job, sorted(live, key=lambda t: not t.is_running)[:wanted], reused=True)
+        elif self._acquire(job):
+            self._run_or_reuse(job, request)
+
+    def _acquire(self, job: StartJob) -> bool:
+        """Take the engine's lease for this job. False while another start holds it;
+        StartFailedElsewhere during the cooldown after a concurrent start failed."""
+        assert self.lease is not None
         owner = str(uuid.uuid4())
         holder = self.lease.acquire(
             job.engine.name, owner, self.clock.wall(), self._lease_seconds()
         )
         if holder is None:
             job.lease_owner = owner
-            self._run_or_reuse(job, request)
-        elif holder.state == "failed":
+            return True
+        if holder.state == "failed":
             raise StartFailedElsewhere(
-                f"a concurrent start of '{job.engine.name}' failed: {holder.error}",
+                f"a concurrent start of '{job.engine.name}' failed moments ago: {holder.error}",
                 service=job.engine.name,
+                details={
+                    "retryAfterSeconds": max(
+                        0, round(holder.expires_at - self.clock.wall().timestamp())
+                    )
+                },
             )
+        return False
 
     def _poll_tasks(self, jobs: list[StartJob], request: StartRequest) -> None:
         by_cluster: dict[str, list[str]] = {}

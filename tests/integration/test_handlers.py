@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import pytest
 
+from start_engines.clock import Deadline
 from start_engines.config import get_service_config
 from start_engines.ecs_handler import ECSHandler
-from start_engines.errors import TargetGroupNotFound
+from start_engines.errors import StartTimeout, TargetGroupNotFound, TaskStopped
+from start_engines.local import Emulator, ManualClock
 from start_engines.target_group_handler import TargetGroupHandler
-
-if TYPE_CHECKING:
-    from start_engines.local import Emulator
 
 
 def test_stop_task_is_idempotent(aws: Emulator) -> None:
@@ -54,3 +51,27 @@ def test_health_of_a_missing_group_is_translated(aws: Emulator) -> None:
         handler.get_target_health(missing, service="auth")
     assert info.value.details["targetGroupArn"] == missing
     assert info.value.service == "auth"
+
+
+def test_wait_for_running_bounded_and_reports_why(aws: Emulator, clock: ManualClock) -> None:
+    clients = aws.clients()
+    ecs = ECSHandler(clients.ecs, lambda: clients.ec2)
+    engine = get_service_config("pdf")
+    (task,) = ecs.start_task(engine)
+    running = ecs.wait_for_running(
+        engine.cluster, task.arn, Deadline.after(clock, 30), interval=0.5
+    )
+    assert running.is_running and running.private_ip
+
+    aws.lifecycle.plan_next(dies_after=1.0, exit_code=2)
+    (dying,) = ecs.start_task(engine)
+    with pytest.raises(TaskStopped) as stopped:
+        ecs.wait_for_running(engine.cluster, dying.arn, Deadline.after(clock, 30), interval=0.5)
+    assert stopped.value.details["exitCodes"] == {"pdf-app": 2}
+
+    aws.lifecycle.plan_next(running_after=float("inf"))
+    (stuck,) = ecs.start_task(engine)
+    began = clock.now()
+    with pytest.raises(StartTimeout):
+        ecs.wait_for_running(engine.cluster, stuck.arn, Deadline.after(clock, 5), interval=0.5)
+    assert clock.now() - began == pytest.approx(5.0)
