@@ -67,7 +67,10 @@ class Clients:
                 kwargs: dict[str, Any] = {"config": self._config}
                 if self._endpoint_url:
                     kwargs["endpoint_url"] = self._endpoint_url
-                client = self._session.client(service, **kwargs)  # type: ignore[call-overload]
+                try:
+                    client = self._session.client(service, **kwargs)  # type: ignore[call-overload]
+                except BotoCoreError as exc:
+                    raise AwsError(f"cannot create the {service} client: {exc}") from exc
                 self._clients[service] = client
             return client
 

@@ -80,6 +80,7 @@ class Settings:
     drain_timeout: float = 60.0
     lease_table: str | None = None
     lease_cooldown: float = 10.0
+    event_bus: str | None = "default"  # None: no outgoing events
 
 
 def env_prefix(engine: str) -> str:
@@ -270,4 +271,16 @@ def load_settings(environ: Environ | None = None) -> Settings:
         drain_timeout=_float_setting(env, "DRAIN_TIMEOUT_SECONDS", 60.0, 0.0),
         lease_table=env.get("LEASE_TABLE", "").strip() or None,
         lease_cooldown=_float_setting(env, "LEASE_COOLDOWN_SECONDS", 10.0, 0.0),
+        event_bus=_event_bus(env),
     )
+
+
+def _event_bus(env: Environ) -> str | None:
+    """EVENT_BUS_NAME (default `default`); OUTGOING_EVENTS=off turns publishing off."""
+    switch = env.get("OUTGOING_EVENTS", "on").strip().lower()
+    if switch not in ("on", "off"):
+        raise ConfigError(
+            f"OUTGOING_EVENTS must be on or off, got {describe_name(switch)}",
+            field="OUTGOING_EVENTS",
+        )
+    return None if switch == "off" else (env.get("EVENT_BUS_NAME", "").strip() or "default")

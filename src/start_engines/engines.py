@@ -10,7 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from start_engines.config import engine_names, get_service_config
+from start_engines.clock import Deadline
+from start_engines.config import engine_names, get_service_config, load_settings
 from start_engines.ecs_handler import STARTED_BY, running_or_raise
 from start_engines.errors import (
     BadEvent,
@@ -21,14 +22,18 @@ from start_engines.errors import (
     StartFailedElsewhere,
     StartTimeout,
 )
+from start_engines.event_publisher import ENGINE_READY, ENGINE_START_FAILED, ENGINE_STOPPED
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
 
-    from start_engines.clock import Clock, Deadline
+    from start_engines.aws import Clients
+    from start_engines.clock import Clock
     from start_engines.config import EngineConfig, Environ, Settings
     from start_engines.ecs_handler import ECSHandler, TaskInfo
+    from start_engines.event_publisher import EventPublisher
     from start_engines.events import (
+        Command,
         StartRequest,
         StatusRequest,
         StopRequest,
@@ -70,12 +75,26 @@ class StartJob:
 
     @property
     def active(self) -> bool:
-        return self.state not in ("done", "failed")
+        return self.state not in ("done", "failed", "handed-off")
 
     def fail(self, error: StartEnginesError) -> None:
         if error.service is None:
             error.service = self.engine.name
         self.error, self.state = error, "failed"
+
+    def handoff_body(self) -> dict[str, Any]:
+        """202: RunTask succeeded; the task-state entry point finishes the registration."""
+        first = next(iter(self.tasks.values()), None)
+        body: dict[str, Any] = {
+            "message": f"Engine '{self.engine.name}' is starting; poll the status route, or "
+            "listen for the 'Engine Ready' event",
+            "service": self.engine.name,
+            "statusUrl": f"/engines/{self.engine.name}",
+            "reused": self.reused and not self.started,
+        }
+        if first is not None:
+            body.update(taskArn=first.arn, taskId=first.id, lastStatus=first.last_status)
+        return body
 
     def body(self, serialised: bool) -> dict[str, Any]:
         engine = self.engine
@@ -124,6 +143,7 @@ class Engines:
         settings: Settings,
         clock: Clock,
         lease: Lease | None = None,
+        publisher: EventPublisher | None = None,
         environ: Environ | None = None,
     ) -> None:
         self.ecs = ecs
@@ -131,7 +151,43 @@ class Engines:
         self.settings = settings
         self.clock = clock
         self.lease = lease
+        self.publisher = publisher
         self.environ = environ
+
+    @classmethod
+    def build(cls, clients: Clients, clock: Clock, environ: Environ | None = None) -> Engines:
+        """Engines wired to AWS through `clients`, configured from the environment."""
+        from start_engines.ecs_handler import ECSHandler
+        from start_engines.event_publisher import EventPublisher
+        from start_engines.lease import Lease
+        from start_engines.target_group_handler import TargetGroupHandler
+
+        settings = load_settings(environ)
+        return cls(
+            ECSHandler(clients.ecs, lambda: clients.ec2),
+            TargetGroupHandler(clients.elbv2),
+            settings,
+            clock,
+            lease=Lease(clients.dynamodb, settings.lease_table) if settings.lease_table else None,
+            publisher=EventPublisher(clients.events, settings.event_bus)
+            if settings.event_bus
+            else None,
+            environ=environ,
+        )
+
+    def dispatch(self, command: Command, deadline: Deadline) -> Outcome:
+        """Run any command; every front door (Lambda, CLI) comes through here."""
+        from start_engines.events import StartRequest, StatusRequest, StopRequest, SyncRequest
+
+        if isinstance(command, StartRequest):
+            return self.start(command, deadline)
+        if isinstance(command, StopRequest):
+            return self.stop(command, deadline)
+        if isinstance(command, StatusRequest):
+            return self.status(command)
+        if isinstance(command, SyncRequest):
+            return self.sync(command)
+        return self.on_task_state_change(command)
 
     # --- configuration -------------------------------------------------------------------
 
@@ -182,8 +238,9 @@ class Engines:
         # RunTask for every engine at once; the waiting is shared below.
         with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
             list(pool.map(lambda job: self._guard(job, lambda: self._launch(job, request)), jobs))
+        handoff = deadline.within(request.wait_budget or 0.0) if request.asynchronous else None
         try:
-            self._poll(jobs, request, deadline)
+            self._poll(jobs, request, deadline, handoff)
         finally:
             for job in jobs:
                 self._finish(job)
@@ -193,12 +250,20 @@ class Engines:
         for job in jobs:
             if job.error is not None:
                 results.append((job.error.status_code, job.error.to_body()))
+                self._publish(ENGINE_START_FAILED, results[-1][1])
+            elif job.state == "handed-off":
+                results.append((202, job.handoff_body()))
             else:
                 results.append((200, job.body(self.lease is not None)))
+                self._publish(ENGINE_READY, results[-1][1])
         if not request.listed and len(results) == 1:
             status, body = results[0]
             return Outcome(status, body)
         return combine(results)
+
+    def _publish(self, detail_type: str, detail: dict[str, Any]) -> None:
+        if self.publisher is not None:
+            self.publisher.publish(detail_type, detail)
 
     def _guard(self, job: StartJob, step: Callable[[], None]) -> None:
         try:
@@ -284,7 +349,15 @@ class Engines:
             + self.settings.deadline_margin
         )
 
-    def _poll(self, jobs: list[StartJob], request: StartRequest, deadline: Deadline) -> None:
+    def _poll(
+        self,
+        jobs: list[StartJob],
+        request: StartRequest,
+        deadline: Deadline,
+        handoff: Deadline | None,
+    ) -> None:
+        """Rounds until every job is done or failed. With `handoff` (asynchronous starts), jobs
+        still under way when it passes are handed to the task-state entry point, not failed."""
         start_deadline = deadline.within(self.settings.start_timeout)
         health_deadline: Deadline | None = None
         while True:
@@ -300,9 +373,15 @@ class Engines:
             active = [j for j in jobs if j.active]
             if not active:
                 return
+            if handoff is not None and handoff.expired():
+                for job in active:
+                    job.state = "handed-off"
+                return
             waiting_for_tasks = any(j.state in ("follow", "watch") for j in active)
             limit = start_deadline if waiting_for_tasks else (health_deadline or deadline)
-            if limit.expired() or deadline.expired():
+            if handoff is not None:
+                limit = Deadline(limit.clock, min(limit.at, handoff.at))
+            elif limit.expired() or deadline.expired():
                 for job in active:
                     job.fail(self._timeout(job))
                 return
@@ -587,6 +666,7 @@ class Engines:
                     taskIds=stopped,
                 )
                 if stopped:
+                    self._publish(ENGINE_STOPPED, {**body, "reason": request.reason})
                     logger.info(
                         "stopped %s tasks %s: %s",
                         engine.name,
@@ -759,67 +839,106 @@ class Engines:
             version=current.version if current else None,
         )
         if current is not None and current.is_live and current.is_running:
-            ip = self.ecs.extract_ip(current, engine.name)
-            missing = [
-                g
-                for g, state in self.targets.health_of(
-                    engine.target_group_arns, ip, engine.port, engine.name
-                ).items()
-                if state in ("unregistered", "unused", "draining")
-            ]
-            if missing:
-                self.targets.register_target(missing, ip, engine.port, engine.name)
-            logger.info(
-                "task %s of %s is RUNNING; registered in %d missing group(s)",
-                task_id,
-                engine.name,
-                len(missing),
-            )
-            return Outcome(
-                200,
-                {
-                    **base,
-                    "action": "registered" if missing else "already-registered",
-                    "privateIp": ip,
-                    "targetGroupArns": missing,
-                },
-            )
+            return Outcome(200, self._reconcile_running(engine, current, base))
         if current is None or current.is_stopped or current.desired_status == "STOPPED":
-            old_ip = (current.private_ip if current else None) or change.private_ip
-            if not old_ip:
-                return Outcome(200, {**base, "action": "none", "reason": "the task has no IP"})
-            if any(
-                t.private_ip == old_ip
-                for t in self.ecs.find_tasks(engine)
-                if t.arn != change.task_arn
-            ):
-                return Outcome(
-                    200,
-                    {
-                        **base,
-                        "action": "none",
-                        "reason": f"{old_ip} now belongs to another live task",
-                    },
-                )
-            removed = self.targets.deregister_target(
-                engine.target_group_arns, old_ip, engine.port, engine.name
-            )
-            logger.info(
-                "task %s of %s is stopping; deregistered from %d group(s)",
-                task_id,
-                engine.name,
-                len(removed),
-            )
-            return Outcome(
-                200,
+            return Outcome(200, self._reconcile_stopped(engine, current, change, base))
+        return Outcome(200, {**base, "action": "none", "reason": "the task is still starting"})
+
+    def _reconcile_running(
+        self, engine: EngineConfig, task: TaskInfo, base: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Register a RUNNING task where it is missing; that completes an asynchronous start."""
+        ip = self.ecs.extract_ip(task, engine.name)
+        before = self.targets.health_of(engine.target_group_arns, ip, engine.port, engine.name)
+        missing = [
+            g for g, state in before.items() if state in ("unregistered", "unused", "draining")
+        ]
+        if not missing:
+            return {**base, "action": "already-registered", "privateIp": ip, "targetGroupArns": []}
+        self.targets.register_target(missing, ip, engine.port, engine.name)
+        logger.info(
+            "task %s of %s is RUNNING; registered in %d missing group(s)",
+            task.id,
+            engine.name,
+            len(missing),
+        )
+        health = self.targets.health_of(engine.target_group_arns, ip, engine.port, engine.name)
+        primary = engine.target_group_arns[0]
+        self._publish(
+            ENGINE_READY,
+            {
+                "message": f"Engine '{engine.name}' started at {ip}:{engine.port}",
+                "service": engine.name,
+                "taskArn": task.arn,
+                "taskId": task.id,
+                "privateIp": ip,
+                "port": engine.port,
+                "targetGroupArn": primary,
+                "healthStatus": health[primary],
+            },
+        )
+        return {**base, "action": "registered", "privateIp": ip, "targetGroupArns": missing}
+
+    def _reconcile_stopped(
+        self,
+        engine: EngineConfig,
+        task: TaskInfo | None,
+        change: TaskStateChange,
+        base: dict[str, Any],
+    ) -> dict[str, Any]:
+        """Deregister a task that is stopping, unless its IP already serves another live task."""
+        if (
+            task is not None
+            and task.is_stopped
+            and task.started_at is None
+            and not (task.stopped_reason or "").startswith("start-engines:")
+        ):
+            exit_codes = dict(task.exit_codes)
+            self._publish(
+                ENGINE_START_FAILED,
                 {
-                    **base,
-                    "action": "deregistered" if removed else "already-deregistered",
-                    "privateIp": old_ip,
-                    "targetGroupArns": removed,
+                    "error": f"task {task.id} stopped before it ran: {task.stopped_reason}",
+                    "errorType": "TaskStopped",
+                    "service": engine.name,
+                    "taskId": task.id,
+                    "taskArn": task.arn,
+                    "stoppedReason": task.stopped_reason,
+                    "stopCode": task.stop_code,
+                    "exitCodes": exit_codes,
                 },
             )
-        return Outcome(200, {**base, "action": "none", "reason": "the task is still starting"})
+        ip = (task.private_ip if task else None) or change.private_ip
+        if not ip:
+            return {**base, "action": "none", "reason": "the task has no IP"}
+        if any(t.private_ip == ip for t in self.ecs.find_tasks(engine) if t.arn != change.task_arn):
+            return {**base, "action": "none", "reason": f"{ip} now belongs to another live task"}
+        removed = self.targets.deregister_target(
+            engine.target_group_arns, ip, engine.port, engine.name
+        )
+        logger.info(
+            "task %s of %s is stopping; deregistered from %d group(s)",
+            base["taskId"],
+            engine.name,
+            len(removed),
+        )
+        if removed and task is not None and task.started_at is not None:
+            self._publish(
+                ENGINE_STOPPED,
+                {
+                    "service": engine.name,
+                    "status": "stopped",
+                    "taskIds": [task.id],
+                    "tasksStopped": 1,
+                    "targetsDeregistered": len(removed),
+                    "reason": task.stopped_reason,
+                },
+            )
+        return {
+            **base,
+            "action": "deregistered" if removed else "already-deregistered",
+            "privateIp": ip,
+            "targetGroupArns": removed,
+        }
 
     def _engine_of(
         self, task: TaskInfo | None, cluster: str, task_definition_arn: str

@@ -51,6 +51,14 @@ class OverrideNotAllowed(BadEvent):
     pass
 
 
+class RouteNotFound(BadEvent):
+    status_code = 404
+
+
+class MethodNotAllowed(BadEvent):
+    status_code = 405
+
+
 class NoSuchTask(StartEnginesError):
     """The request names a task that is not a live task of the engine."""
 
@@ -98,3 +106,39 @@ class StartTimeout(StartEnginesError):
 
 class InternalError(StartEnginesError):
     """A bug: anything not raised on purpose is reported under this name."""
+
+
+class EnginesFailed(StartEnginesError):
+    """Some engines of a several-engine request failed; `results` has each one's answer."""
+
+
+def error_from_body(status_code: int, body: dict[str, Any]) -> StartEnginesError:
+    """The typed error for an answer: its own class by `errorType`, else EnginesFailed."""
+    classes = {cls.__name__: cls for cls in _subclasses(StartEnginesError)}
+    error_class = classes.get(str(body.get("errorType")), EnginesFailed)
+    error: StartEnginesError
+    if error_class is EnginesFailed:
+        failed = [r for r in body.get("results", []) if r.get("statusCode", 200) >= 400]
+        summary = "; ".join(
+            f"{r.get('service')}: {r.get('errorType')}: {r.get('error')}" for r in failed
+        )
+        error = EnginesFailed(f"{len(failed)} engine(s) failed: {summary}", details=body)
+    else:
+        details = {
+            k: v for k, v in body.items() if k not in ("error", "errorType", "service", "field")
+        }
+        error = error_class(
+            str(body.get("error", "")),
+            service=body.get("service"),
+            field=body.get("field"),
+            details=details,
+        )
+    error.status_code = status_code
+    return error
+
+
+def _subclasses(cls: type[StartEnginesError]) -> list[type[StartEnginesError]]:
+    found = [cls]
+    for sub in cls.__subclasses__():
+        found.extend(_subclasses(sub))
+    return found

@@ -6,13 +6,16 @@ BadEvent (400) that names the field, raised before anything can be started or st
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from start_engines.config import RUN_TASK_MAX_COUNT, describe_name
-from start_engines.errors import BadEvent
+from start_engines.errors import BadEvent, MethodNotAllowed, RouteNotFound
 
 MAX_SERVICE_NAME = 64
 MAX_SERVICES = 20
@@ -30,6 +33,8 @@ class StartRequest:
     count: int | None = None
     force: bool = False
     listed: bool = False  # asked with `services`: answer with one result per engine
+    asynchronous: bool = False  # answer 202 once RunTask succeeds; reconcile registers
+    wait_budget: float | None = None  # with asynchronous: wait at most this long first
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,47 @@ SYNC_TYPES = frozenset({"Sync Target Groups"})
 TASK_STATE_CHANGE = "ECS Task State Change"
 DETAIL_TYPES = START_TYPES | STOP_TYPES | STATUS_TYPES | SYNC_TYPES | {TASK_STATE_CHANGE}
 ACTIONS = ("start", "stop", "status", "sync")
+SCHEDULED_EVENT = "Scheduled Event"
+# API Gateway cuts an integration off after about 29-30 s; ?wait=true stays inside that.
+API_WAIT_BUDGET = 25.0
+
+Via = Literal["eventbridge", "direct", "api-v1", "api-v2", "schedule", "ecs"]
+
+
+@dataclass(frozen=True)
+class Invocation:
+    command: Command
+    via: Via
+
+
+def detect(event: object) -> Via:
+    """Which front door an event came through. Never raises: errors are shaped per door."""
+    if not isinstance(event, Mapping):
+        return "eventbridge"
+    if event.get("version") == "2.0" and "routeKey" in event and "requestContext" in event:
+        return "api-v2"
+    if "httpMethod" in event and "requestContext" in event:
+        return "api-v1"
+    if event.get("detail-type") == SCHEDULED_EVENT and event.get("source") == "aws.events":
+        return "schedule"
+    if event.get("detail-type") == TASK_STATE_CHANGE:
+        return "ecs"
+    if "action" in event and "detail-type" not in event:
+        return "direct"
+    return "eventbridge"
+
+
+def parse_invocation(event: object) -> Invocation:
+    via = detect(event)
+    if via in ("api-v1", "api-v2"):
+        assert isinstance(event, Mapping)
+        return Invocation(_parse_api(event, via), via)
+    if via == "schedule":
+        # A rule without constant input: housekeeping. Schedules that start or stop engines
+        # send constant input in the EventBridge shape instead.
+        return Invocation(SyncRequest(None), via)
+    return Invocation(parse_event(event), via)
+
 
 SELECT_KEYS = {"service", "services"}
 START_KEYS = SELECT_KEYS | {"waitForHealthy", "count", "force"}
@@ -132,12 +178,95 @@ def _parse_action(event: Mapping[str, Any]) -> Command:
             f"action must be one of {list(ACTIONS)}, got {describe_name(action)}", field="action"
         )
     options = {k: v for k, v in event.items() if k not in ("action", "id")}
-    return _command(action, options, "payload", _optional_str(event, "id", "id", MAX_EVENT_ID))
+    event_id = _optional_str(event, "id", "id", MAX_EVENT_ID)
+    return _command(action, options, "payload", event_id, extra=frozenset({"async"}))
 
 
-def _command(action: str, fields: Mapping[str, Any], where: str, event_id: str | None) -> Command:
+ROUTES = re.compile(r"^/engines(?:/(?P<service>[^/]+)(?:/(?P<verb>start|stop))?)?/?$")
+
+
+def _parse_api(event: Mapping[str, Any], via: Via) -> Command:
+    """API Gateway proxy events, REST (v1) and HTTP API (v2), on four routes."""
+    if via == "api-v2":
+        http = event.get("requestContext", {}).get("http", {})
+        method, path = http.get("method", ""), event.get("rawPath", "")
+    else:
+        method, path = event.get("httpMethod", ""), event.get("path", "")
+    if not isinstance(method, str) or not isinstance(path, str):
+        raise BadEvent("the request has no method or path", field="path")
+    if "/engines" in path and not path.startswith("/engines"):
+        path = path[path.index("/engines") :]  # a stage name in front of the route
+    match = ROUTES.match(path)
+    if not match:
+        raise RouteNotFound(
+            f"no route {describe_name(path)}; routes are /engines, /engines/{{service}}, /engines/{{service}}/start|stop",
+            field="path",
+        )
+    service, verb = match.group("service"), match.group("verb")
+    allowed = "POST" if verb else "GET"
+    if method.upper() != allowed:
+        raise MethodNotAllowed(
+            f"{method} is not allowed on {path}; use {allowed}",
+            field="method",
+            details={"allow": allowed},
+        )
+    body = _api_body(event)
+    query = event.get("queryStringParameters") or {}
+    wait = query.get("wait", "false") if isinstance(query, Mapping) else "false"
+    if wait not in ("true", "false"):
+        raise BadEvent("query parameter wait must be true or false", field="query.wait")
+    if verb is None:
+        _reject_unknown(body, set(), "body")
+        return StatusRequest((_service(service, "path.service"),) if service else None)
+    fields = {**body, "service": service}
+    if verb == "stop":
+        return _command("stop", fields, "body", None)
+    command = _command("start", fields, "body", _request_id(event))
+    assert isinstance(command, StartRequest)
+    return StartRequest(
+        services=command.services,
+        wait_for_healthy=command.wait_for_healthy,
+        event_id=command.event_id,
+        count=command.count,
+        force=command.force,
+        asynchronous=True,
+        wait_budget=API_WAIT_BUDGET if wait == "true" else 0.0,
+    )
+
+
+def _api_body(event: Mapping[str, Any]) -> Mapping[str, Any]:
+    raw = event.get("body")
+    if raw in (None, ""):
+        return {}
+    if not isinstance(raw, str):
+        raise BadEvent("the request body must be a JSON object", field="body")
+    try:
+        if event.get("isBase64Encoded"):
+            raw = base64.b64decode(raw, validate=True).decode("utf-8")
+        body = json.loads(raw)
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise BadEvent(f"the request body is not valid JSON: {exc}", field="body") from exc
+    if not isinstance(body, Mapping):
+        raise BadEvent("the request body must be a JSON object", field="body")
+    if "service" in body or "services" in body:
+        raise BadEvent("the engine is named in the path, not the body", field="body.service")
+    return body
+
+
+def _request_id(event: Mapping[str, Any]) -> str | None:
+    request_id = event.get("requestContext", {}).get("requestId")
+    return request_id if isinstance(request_id, str) and len(request_id) <= MAX_EVENT_ID else None
+
+
+def _command(
+    action: str,
+    fields: Mapping[str, Any],
+    where: str,
+    event_id: str | None,
+    extra: frozenset[str] = frozenset(),
+) -> Command:
     if action == "start":
-        _reject_unknown(fields, START_KEYS, where)
+        _reject_unknown(fields, START_KEYS | extra, where)
         services, listed = _services(fields, where, required=True)
         assert services is not None
         count = fields.get("count")
@@ -157,6 +286,7 @@ def _command(action: str, fields: Mapping[str, Any], where: str, event_id: str |
             count=count,
             force=_optional_bool(fields, "force", where),
             listed=listed,
+            asynchronous=_optional_bool(fields, "async", where),
         )
     if action == "stop":
         _reject_unknown(fields, STOP_KEYS, where)

@@ -1,37 +1,37 @@
 """Lambda entry points, thin: event -> Command -> engines -> response.
 
-Failures are returned, never raised: a raise makes Lambda retry an asynchronous EventBridge
-event, and a retry could start a second task.
+- EventBridge events and schedules: failures are returned, never raised. A raise makes Lambda
+  retry an asynchronous event, and a retry could start a second task.
+- API Gateway (REST v1, HTTP API v2): proxy responses with a JSON body; a start answers 202 as
+  soon as RunTask succeeds.
+- Direct invoke and Step Functions (`{"action": ...}`): failures raise typed exceptions
+  (UnknownEngine, TaskStopped, StartTimeout, ...) for Retry and Catch.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 
 from start_engines.aws import Clients
 from start_engines.clock import Clock, Deadline, SystemClock
-from start_engines.config import load_settings
-from start_engines.ecs_handler import ECSHandler
 from start_engines.engines import Engines, Outcome
-from start_engines.errors import BadEvent, InternalError, StartEnginesError
-from start_engines.events import (
-    Command,
-    StartRequest,
-    StatusRequest,
-    StopRequest,
-    SyncRequest,
-    TaskStateChange,
-    parse_event,
+from start_engines.errors import (
+    BadEvent,
+    InternalError,
+    StartEnginesError,
+    error_from_body,
 )
-from start_engines.lease import Lease
-from start_engines.target_group_handler import TargetGroupHandler
-
-if TYPE_CHECKING:
-    from collections.abc import Mapping
+from start_engines.events import (
+    TaskStateChange,
+    Via,
+    detect,
+    parse_invocation,
+)
 
 logger = Logger(service="start-engines")
 # Library modules log through logging.getLogger(__name__); give them the same JSON output.
@@ -64,68 +64,47 @@ def use_runtime(value: Runtime | None) -> None:
     _runtime = value
 
 
-def build_engines(rt: Runtime, environ: Mapping[str, str] | None = None) -> Engines:
-    clients = rt.clients
-    settings = load_settings(environ)
-    return Engines(
-        ECSHandler(clients.ecs, lambda: clients.ec2),
-        TargetGroupHandler(clients.elbv2),
-        settings,
-        rt.clock,
-        lease=Lease(clients.dynamodb, settings.lease_table) if settings.lease_table else None,
-        environ=environ,
-    )
-
-
-def dispatch(command: Command, engines: Engines, deadline: Deadline) -> Outcome:
-    if isinstance(command, StartRequest):
-        return engines.start(command, deadline)
-    if isinstance(command, StopRequest):
-        return engines.stop(command, deadline)
-    if isinstance(command, StatusRequest):
-        return engines.status(command)
-    if isinstance(command, SyncRequest):
-        return engines.sync(command)
-    return engines.on_task_state_change(command)
-
-
 def remaining_seconds(context: Any) -> float:
     getter = getattr(context, "get_remaining_time_in_millis", None)
     return getter() / 1000.0 if callable(getter) else DEFAULT_REMAINING_SECONDS
 
 
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
-    """EventBridge (and direct) entry point. Always returns {statusCode, body}."""
-    return _handle(event, context, accept=None)
+    """The one entry point for every front door; the answer is shaped for the door."""
+    via = detect(event)
+    outcome = _run(event, context, via, accept=None)
+    return _respond(via, outcome)
 
 
 def task_state_handler(event: Any, context: Any) -> dict[str, Any]:
     """Entry point for `aws.ecs` "ECS Task State Change" events: keeps target groups in sync."""
-    return _handle(event, context, accept=TaskStateChange)
+    outcome = _run(event, context, "ecs", accept=TaskStateChange)
+    return {"statusCode": outcome.status_code, "body": outcome.body}
 
 
-def _handle(event: Any, context: Any, accept: type[TaskStateChange] | None) -> dict[str, Any]:
+def _run(event: Any, context: Any, via: Via, accept: type[TaskStateChange] | None) -> Outcome:
     rt = runtime()
     _correlate(event, context)
     try:
-        command = parse_event(event)
+        command = parse_invocation(event).command
         if accept is not None and not isinstance(command, accept):
             raise BadEvent(
                 "this entry point takes ECS Task State Change events", field="detail-type"
             )
-        engines = build_engines(rt)
+        engines = Engines.build(rt.clients, rt.clock)
         deadline = Deadline.after(
             rt.clock, remaining_seconds(context) - engines.settings.deadline_margin
         )
-        outcome = dispatch(command, engines, deadline)
+        outcome = engines.dispatch(command, deadline)
         log = logger.info if outcome.status_code < 400 else logger.warning
         log(
-            "%s answered %s",
+            "%s via %s answered %s",
             type(command).__name__,
+            via,
             outcome.status_code,
             extra={"result": outcome.body},
         )
-        return {"statusCode": outcome.status_code, "body": outcome.body}
+        return outcome
     except StartEnginesError as exc:
         return _failure(exc)
     except Exception as exc:
@@ -133,14 +112,35 @@ def _handle(event: Any, context: Any, accept: type[TaskStateChange] | None) -> d
         return _failure(InternalError(f"unexpected error: {exc!r}"))
 
 
-def _failure(error: StartEnginesError) -> dict[str, Any]:
+def _respond(via: Via, outcome: Outcome) -> dict[str, Any]:
+    if via in ("api-v1", "api-v2"):
+        headers = {"Content-Type": "application/json"}
+        if "allow" in outcome.body:
+            headers["Allow"] = str(outcome.body["allow"])
+        if outcome.status_code == 202 and "statusUrl" in outcome.body:
+            headers["Location"] = str(outcome.body["statusUrl"])
+        return {
+            "statusCode": outcome.status_code,
+            "headers": headers,
+            "body": json.dumps(outcome.body, default=str),
+            "isBase64Encoded": False,
+        }
+    if via == "direct" and (outcome.status_code >= 400 or outcome.status_code == 207):
+        raise error_from_body(outcome.status_code, outcome.body)
+    return {"statusCode": outcome.status_code, "body": outcome.body}
+
+
+def _failure(error: StartEnginesError) -> Outcome:
     log = logger.warning if error.status_code < 500 else logger.error
     log("%s: %s", error.error_type, error.message, extra={"error": error.to_body()})
-    return {"statusCode": error.status_code, "body": error.to_body()}
+    return Outcome(error.status_code, error.to_body())
 
 
 def _correlate(event: Any, context: Any) -> None:
     event_id = event.get("id") if isinstance(event, dict) else None
+    if isinstance(event, dict) and isinstance(event.get("requestContext"), dict):
+        request_id = event["requestContext"].get("requestId")
+        event_id = request_id if isinstance(request_id, str) else event_id
     logger.set_correlation_id(event_id if isinstance(event_id, str) else None)
     request_id = getattr(context, "aws_request_id", None)
     if isinstance(request_id, str):

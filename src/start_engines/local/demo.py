@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 import time
-from typing import Any
+from typing import Any, TextIO
 
 from start_engines.clock import SystemClock
 from start_engines.local.context import LambdaContext
@@ -22,24 +22,15 @@ SEED_EVENT = {
 }
 
 
-class ProgressPrinter(logging.Handler):
-    """Prints the handler's progress records as they happen."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        progress = getattr(record, "progress", None)
-        if isinstance(progress, dict):
-            print(f"  [{progress.get('elapsed', 0):5.1f}s] {record.getMessage()}", flush=True)
-
-
-def _quiet_json_logs() -> None:
+def _quiet_json_logs(out: TextIO) -> None:
     """The Lambda logs JSON for CloudWatch; here a person reads, so show progress lines."""
+    from start_engines.cli import show_progress
+
     for name in list(logging.root.manager.loggerDict):
         if name.startswith("start_engines") or name == "start-engines":
             logging.getLogger(name).handlers.clear()
             logging.getLogger(name).propagate = False
-    engines_logger = logging.getLogger("start_engines.engines")
-    engines_logger.addHandler(ProgressPrinter())
-    engines_logger.setLevel(logging.INFO)
+    show_progress(out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,34 +39,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--health-seconds", type=float, default=10.0, help="emulated ALB checks")
     parser.add_argument("--json-logs", action="store_true", help="show the Lambda's JSON logs")
     args = parser.parse_args(argv)
+    return run_demo(args.start_seconds, args.health_seconds, sys.stdout, json_logs=args.json_logs)
 
+
+def run_demo(
+    start_seconds: float, health_seconds: float, out: TextIO, *, json_logs: bool = False
+) -> int:
     began = time.monotonic()
-    with Emulator(start_seconds=args.start_seconds, health_seconds=args.health_seconds) as emu:
-        print(f"Embedded AWS: moto server at {emu.endpoint_url}")
+    with Emulator(start_seconds=start_seconds, health_seconds=health_seconds) as emu:
+        print(f"Embedded AWS: moto server at {emu.endpoint_url}", file=out)
         provisioned = emu.provision()
         emu.apply_environ()
-        print(f"Provisioned VPC {provisioned.vpc_id}, one ALB with path rules:")
+        print(f"Provisioned VPC {provisioned.vpc_id}, one ALB with path rules:", file=out)
         for engine, arn in provisioned.target_groups.items():
-            print(f"  /api/{engine}/*  ->  {arn.split('/', 1)[1]}")
+            print(f"  /api/{engine}/*  ->  {arn.split('/', 1)[1]}", file=out)
 
         from start_engines import lambda_function
 
-        if not args.json_logs:
-            _quiet_json_logs()
+        if not json_logs:
+            _quiet_json_logs(out)
         clock = SystemClock()
-        print("\nSending the seed's event to lambda_handler:")
-        print("  " + json.dumps(SEED_EVENT))
+        print("\nSending the seed's event to lambda_handler:", file=out)
+        print("  " + json.dumps(SEED_EVENT), file=out)
         result = lambda_function.lambda_handler(SEED_EVENT, LambdaContext(clock, 120))
-        print("\nResult:")
-        print(json.dumps(result, indent=2, default=str))
+        print("\nResult:", file=out)
+        print(json.dumps(result, indent=2, default=str), file=out)
         if result["statusCode"] != 200:
             return 1
 
         body: dict[str, Any] = result["body"]
         elbv2 = emu.clients().elbv2
-        print(f"\nTargets registered in {body['targetGroupArn'].split('/', 1)[1]}:")
+        print(f"\nTargets registered in {body['targetGroupArn'].split('/', 1)[1]}:", file=out)
         state = ""
-        deadline = time.monotonic() + args.health_seconds + 10
+        deadline = time.monotonic() + health_seconds + 10
         while state != "healthy" and time.monotonic() < deadline:
             targets = elbv2.describe_target_health(TargetGroupArn=body["targetGroupArn"])[
                 "TargetHealthDescriptions"
@@ -88,11 +84,15 @@ def main(argv: list[str] | None = None) -> int:
                     health = target["TargetHealth"]
                     print(
                         f"  {target['Target']['Id']}:{target['Target']['Port']}  "
-                        f"{health['State']:<10} {health.get('Reason', '')}"
+                        f"{health['State']:<10} {health.get('Reason', '')}",
+                        file=out,
                     )
             if state != "healthy":
                 time.sleep(0.5)
-        print(f"\nDone in {time.monotonic() - began:.1f}s: auth is {state} behind /api/auth/*.")
+        print(
+            f"\nDone in {time.monotonic() - began:.1f}s: auth is {state} behind /api/auth/*.",
+            file=out,
+        )
         return 0 if state == "healthy" else 1
 
 

@@ -1,0 +1,248 @@
+"""The `start-engines` command: the same engines.py as the Lambda, for a person or a script.
+
+Exit codes: 0 ok, 1 failure, 2 bad usage (argparse errors, unknown engine, bad option).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import TYPE_CHECKING, Any, TextIO
+
+from start_engines.clock import Deadline, SystemClock
+from start_engines.errors import BadEvent, StartEnginesError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from start_engines.engines import Engines, Outcome
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+class ProgressPrinter(logging.Handler):
+    """Shows the start's progress records as they happen: status, elapsed time, IP, health."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(logging.INFO)
+        self.stream = stream
+
+    def emit(self, record: logging.LogRecord) -> None:
+        progress = getattr(record, "progress", None)
+        if isinstance(progress, dict):
+            print(
+                f"  [{progress.get('elapsed', 0):5.1f}s] {record.getMessage()}",
+                file=self.stream,
+                flush=True,
+            )
+
+
+def show_progress(stream: TextIO) -> None:
+    engines_logger = logging.getLogger("start_engines.engines")
+    engines_logger.addHandler(ProgressPrinter(stream))
+    engines_logger.setLevel(logging.INFO)
+    engines_logger.propagate = False
+
+
+def common_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    """Options taken before or after the command: `--json status` and `status --json`."""
+    default: dict[str, Any] = {"default": argparse.SUPPRESS} if suppress else {}
+    parser.add_argument("--json", action="store_true", help="print the JSON answer only", **default)
+    parser.add_argument(
+        "--endpoint-url", help="AWS endpoint (an emulator); default: boto3's", **default
+    )
+    parser.add_argument("--region", help="AWS region; default: the standard chain", **default)
+    parser.add_argument("--profile", help="AWS profile; default: the standard chain", **default)
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="start-engines", description="Start and stop ECS Fargate engines on demand."
+    )
+    common_options(root, suppress=False)
+    shared = argparse.ArgumentParser(add_help=False)
+    common_options(shared, suppress=True)
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    start = commands.add_parser("start", parents=[shared], help="start engines and register them")
+    start.add_argument("services", nargs="+", metavar="ENGINE")
+    start.add_argument("--wait-healthy", action="store_true", help="also wait until healthy")
+    start.add_argument("--count", type=int, help="make sure N tasks are live")
+    start.add_argument("--force", action="store_true", help="start one more task")
+    start.add_argument("--no-wait", action="store_true", help="return once RunTask succeeds")
+    start.add_argument("--timeout", type=float, default=600.0, help="longest wait, seconds")
+
+    stop = commands.add_parser(
+        "stop", parents=[shared], help="deregister and stop engines (all if none named)"
+    )
+    stop.add_argument("services", nargs="*", metavar="ENGINE")
+    stop.add_argument("--task-id")
+    stop.add_argument("--include-foreign", action="store_true")
+    stop.add_argument("--drain", action="store_true", help="wait for draining before StopTask")
+    stop.add_argument("--reason")
+    stop.add_argument("--timeout", type=float, default=300.0)
+
+    for name, text in (
+        ("status", "tasks, target health and readiness"),
+        ("sync", "make target groups match live tasks"),
+    ):
+        command = commands.add_parser(name, parents=[shared], help=text)
+        command.add_argument("services", nargs="*", metavar="ENGINE")
+
+    demo = commands.add_parser(
+        "demo", parents=[shared], help="start `auth` on an embedded AWS emulator"
+    )
+    demo.add_argument("--start-seconds", type=float, default=4.0)
+    demo.add_argument("--health-seconds", type=float, default=10.0)
+
+    config = commands.add_parser("config", parents=[shared], help="configuration")
+    config_commands = config.add_subparsers(
+        dest="config_command", required=True, metavar="SUBCOMMAND"
+    )
+    config_commands.add_parser(
+        "check", parents=[shared], help="pre-flight check of every engine against the account"
+    )
+    return root
+
+
+def payload(args: argparse.Namespace) -> dict[str, Any]:
+    """The direct-invoke payload for the command: events.py validates it like any other."""
+    body: dict[str, Any] = {"action": args.command}
+    services = getattr(args, "services", None)
+    if services:
+        body["services"] = services
+    if args.command == "start":
+        body.update(waitForHealthy=args.wait_healthy, force=args.force, **{"async": args.no_wait})
+        if args.count is not None:
+            body["count"] = args.count
+    if args.command == "stop":
+        body.update(includeForeign=args.include_foreign, waitForDraining=args.drain)
+        if args.task_id:
+            body["taskId"] = args.task_id
+        if args.reason:
+            body["reason"] = args.reason
+    return body
+
+
+def build_engines(args: argparse.Namespace) -> Engines:
+    import boto3
+
+    from start_engines.aws import Clients
+    from start_engines.engines import Engines
+
+    session = boto3.Session(profile_name=args.profile, region_name=args.region)
+    return Engines.build(Clients(session=session, endpoint_url=args.endpoint_url), SystemClock())
+
+
+def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from start_engines.events import parse_event
+
+    command = parse_event(payload(args))
+    engines = build_engines(args)
+    if not args.json and args.command == "start":
+        show_progress(err)
+    outcome = engines.dispatch(
+        command, Deadline.after(engines.clock, getattr(args, "timeout", 120.0))
+    )
+    if args.json:
+        print(
+            json.dumps(
+                {"statusCode": outcome.status_code, "body": outcome.body}, indent=2, default=str
+            ),
+            file=out,
+        )
+    else:
+        render(args.command, outcome, out)
+    if outcome.status_code == 207 or outcome.status_code >= 500:
+        return EXIT_FAILURE
+    return EXIT_USAGE if outcome.status_code >= 400 else EXIT_OK
+
+
+def render(command: str, outcome: Outcome, out: TextIO) -> None:
+    results = outcome.body.get("results", [outcome.body])
+    if command == "status":
+        print_table(status_rows(results), out)
+        return
+    for r in results:
+        print(f"{r.get('service', '?')}: {summary(command, r)}", file=out)
+
+
+def summary(command: str, r: dict[str, Any]) -> str:
+    if "error" in r:
+        return f"{r['errorType']}: {r['error']}"
+    if command == "start" and "privateIp" in r:
+        reused = " (already running)" if r.get("reused") else ""
+        return f"task {r['taskId']} at {r['privateIp']}:{r['port']}, health {r['healthStatus']}{reused}"
+    if command == "start":
+        return f"starting, task {r.get('taskId', '?')} is {r.get('lastStatus', '?')}; see `start-engines status {r.get('service')}`"
+    if command == "stop":
+        return f"{r.get('status')}: {r.get('tasksStopped', 0)} task(s) stopped, {r.get('targetsDeregistered', 0)} target(s) deregistered"
+    return f"{r.get('status')}: {len(r.get('registered', []))} registered, {len(r.get('deregistered', []))} stale removed"
+
+
+def status_rows(results: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = [("ENGINE", "READY", "TASKS", "TARGETS")]
+    for r in results:
+        if "tasks" not in r:
+            rows.append(
+                (
+                    str(r.get("service")),
+                    "-",
+                    str(r.get("status", r.get("errorType", ""))),
+                    str(r.get("reason", r.get("error", ""))),
+                )
+            )
+            continue
+        tasks = ", ".join(
+            f"{t['taskId'][:8]} {t['lastStatus']} {t['privateIp'] or '-'} {t['ageSeconds'] or 0:.0f}s"
+            for t in r["tasks"]
+        )
+        targets = ", ".join(
+            f"{t['ip']}:{t['port']} {t['state']}" for g in r["targetGroups"] for t in g["targets"]
+        )
+        rows.append((r["service"], "yes" if r["ready"] else "no", tasks or "-", targets or "-"))
+    return rows
+
+
+def print_table(rows: list[tuple[str, ...]], out: TextIO) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip(),
+            file=out,
+        )
+
+
+def main(
+    argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None
+) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "demo":
+            from start_engines.local.demo import run_demo
+
+            return run_demo(args.start_seconds, args.health_seconds, out)
+        if args.command == "config":
+            from start_engines.preflight import check
+
+            return check(build_engines(args), out, as_json=args.json)
+        return run(args, out, err)
+    except BadEvent as exc:
+        print(f"start-engines: {exc.message}", file=err)
+        return EXIT_USAGE
+    except StartEnginesError as exc:
+        print(f"start-engines: {exc.error_type}: {exc.message}", file=err)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("start-engines: interrupted", file=err)
+        return EXIT_FAILURE
+    except Exception as exc:
+        print(f"start-engines: unexpected error: {exc!r}", file=err)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
