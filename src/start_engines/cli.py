@@ -111,7 +111,9 @@ def payload(args: argparse.Namespace) -> dict[str, Any]:
     """The direct-invoke payload for the command: events.py validates it like any other."""
     body: dict[str, Any] = {"action": args.command}
     services = getattr(args, "services", None)
-    if services:
+    if services and len(services) == 1:
+        body["service"] = services[0]
+    elif services:
         body["services"] = services
     if args.command == "start":
         body.update(waitForHealthy=args.wait_healthy, force=args.force, **{"async": args.no_wait})

@@ -114,6 +114,9 @@ class EnginesFailed(StartEnginesError):
 
 def error_from_body(status_code: int, body: dict[str, Any]) -> StartEnginesError:
     """The typed error for an answer: its own class by `errorType`, else EnginesFailed."""
+    results = body.get("results")
+    if isinstance(results, list) and len(results) == 1:
+        return error_from_body(status_code, results[0])
     classes = {cls.__name__: cls for cls in _subclasses(StartEnginesError)}
     error_class = classes.get(str(body.get("errorType")), EnginesFailed)
     error: StartEnginesError

@@ -64,3 +64,36 @@ def create_target_group(aws: Emulator, name: str, port: int = 8080, protocol: st
         Name=name, Protocol=protocol, Port=port, VpcId=aws.provisioned.vpc_id, TargetType="ip"
     )["TargetGroups"][0]["TargetGroupArn"]
     return arn
+
+
+class EventCapture:
+    """An SQS queue behind an EventBridge rule for source `start-engines`: the outgoing events,
+    read back the way a subscriber would receive them."""
+
+    def __init__(self, aws: Emulator, bus: str = "default") -> None:
+        clients = aws.clients()
+        self._sqs = clients._client("sqs")
+        events = clients.events
+        name = f"capture-{bus}"
+        self.queue_url = self._sqs.create_queue(QueueName=name)["QueueUrl"]
+        queue_arn = self._sqs.get_queue_attributes(
+            QueueUrl=self.queue_url, AttributeNames=["QueueArn"]
+        )["Attributes"]["QueueArn"]
+        events.put_rule(Name=name, EventBusName=bus, EventPattern='{"source": ["start-engines"]}')
+        events.put_targets(Rule=name, EventBusName=bus, Targets=[{"Id": "queue", "Arn": queue_arn}])
+
+    def received(self) -> list[dict[str, Any]]:
+        import json
+
+        found: list[dict[str, Any]] = []
+        while True:
+            messages = self._sqs.receive_message(
+                QueueUrl=self.queue_url, MaxNumberOfMessages=10
+            ).get("Messages", [])
+            if not messages:
+                return found
+            for message in messages:
+                found.append(json.loads(message["Body"]))
+                self._sqs.delete_message(
+                    QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"]
+                )

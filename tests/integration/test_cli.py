@@ -1,0 +1,109 @@
+"""The `start-engines` console script, run as a subprocess against the embedded AWS."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from start_engines.local import Emulator, ManualClock
+from tests.integration.helpers import live_tasks, targets
+
+SCRIPT = Path(sys.executable).parent / "start-engines"
+
+
+@pytest.fixture
+def cli_env(aws: Emulator, clock: ManualClock) -> Iterator[dict[str, str]]:
+    """The emulator's clock runs 10x faster than real time while a CLI process waits on it."""
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.wait(0.01):
+            clock.advance(0.1)
+
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    yield dict(os.environ)
+    stop.set()
+    ticker.join()
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_start_status_stop_for_a_person(aws: Emulator, cli_env: dict[str, str]) -> None:
+    started = cli(cli_env, "start", "auth")
+    assert started.returncode == 0, started.stderr
+    assert "at " in started.stdout and ":8080, health initial" in started.stdout
+    assert "is RUNNING" in started.stderr  # live progress while it waits
+    assert "registered in 1 target group(s)" in started.stderr
+    ip = targets(aws, "auth")[0][0]
+    assert ip in started.stdout
+
+    status = cli(cli_env, "status")
+    assert status.returncode == 0
+    lines = status.stdout.splitlines()
+    assert lines[0].split() == ["ENGINE", "READY", "TASKS", "TARGETS"]
+    auth_row = next(line for line in lines if line.startswith("auth"))
+    assert "RUNNING" in auth_row and ip in auth_row
+
+    stopped = cli(cli_env, "stop", "auth")
+    assert stopped.returncode == 0
+    assert "auth: stopped: 1 task(s) stopped, 1 target(s) deregistered" in stopped.stdout
+    assert live_tasks(aws, "auth-cluster") == []
+
+
+def test_json_output(aws: Emulator, cli_env: dict[str, str]) -> None:
+    started = cli(cli_env, "--json", "start", "pdf")
+    assert started.returncode == 0, started.stderr
+    answer = json.loads(started.stdout)
+    assert answer["statusCode"] == 200
+    assert answer["body"]["service"] == "pdf" and answer["body"]["port"] == 9080
+    assert started.stderr == ""  # no progress lines in machine mode
+    status = json.loads(cli(cli_env, "status", "pdf", "--json").stdout)
+    assert status["body"]["results"][0]["tasks"][0]["taskId"] == answer["body"]["taskId"]
+
+
+def test_exit_codes(aws: Emulator, cli_env: dict[str, str]) -> None:
+    unknown = cli(cli_env, "start", "payroll")
+    assert unknown.returncode == 2
+    assert "Unknown engine 'payroll'" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
+    usage = cli(cli_env, "launch", "auth")
+    assert usage.returncode == 2
+    bad_option = cli(cli_env, "start", "auth", "--count", "99")
+    assert bad_option.returncode == 2
+    assert "count" in bad_option.stderr
+
+    aws.lifecycle.plan_next("fa-cluster", dies_after=1.0)
+    failed = cli(cli_env, "start", "fa")
+    assert failed.returncode == 1
+    assert "TaskStopped" in failed.stdout
+    assert "Traceback" not in failed.stderr + failed.stdout
+
+
+def test_no_region_is_a_clear_message(aws: Emulator, cli_env: dict[str, str]) -> None:
+    env = {k: v for k, v in cli_env.items() if k not in ("AWS_REGION", "AWS_DEFAULT_REGION")}
+    result = cli(env, "status")
+    assert result.returncode == 1
+    assert "You must specify a region" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_endpoint_url_flag(aws: Emulator, cli_env: dict[str, str]) -> None:
+    env = {k: v for k, v in cli_env.items() if k != "AWS_ENDPOINT_URL"}
+    began = time.monotonic()
+    result = cli(env, "--endpoint-url", aws.endpoint_url, "status", "auth", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["body"]["results"][0]["service"] == "auth"
+    assert time.monotonic() - began < 60
