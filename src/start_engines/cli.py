@@ -208,13 +208,27 @@ def status_rows(results: list[dict[str, Any]]) -> list[tuple[str, ...]]:
     return rows
 
 
-def print_table(rows: list[tuple[str, ...]], out: TextIO) -> None:
+def print_table(rows: Sequence[tuple[str, ...]], out: TextIO) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print(
             "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip(),
             file=out,
         )
+
+
+def config_check(engines: Engines, out: TextIO, *, as_json: bool) -> int:
+    """A table of problems, each with its fix; exit 1 if any is an error."""
+    problems = engines.check()
+    if as_json:
+        print(json.dumps([p.__dict__ for p in problems], indent=2), file=out)
+    elif not problems:
+        print("config check: every engine is ready to start", file=out)
+    else:
+        rows = [("SEVERITY", "ENGINE", "PROBLEM", "FIX")]
+        rows += [(p.severity, p.service, p.problem, p.fix) for p in problems]
+        print_table(rows, out)
+    return EXIT_FAILURE if any(p.severity == "error" for p in problems) else EXIT_OK
 
 
 def main(
@@ -228,9 +242,7 @@ def main(
 
             return run_demo(args.start_seconds, args.health_seconds, out)
         if args.command == "config":
-            from start_engines.preflight import check
-
-            return check(build_engines(args), out, as_json=args.json)
+            return config_check(build_engines(args), out, as_json=args.json)
         return run(args, out, err)
     except BadEvent as exc:
         print(f"start-engines: {exc.message}", file=err)

@@ -109,37 +109,72 @@ class TaskInfo:
         )
 
 
+@dataclass(frozen=True)
+class TaskDefinitionInfo:
+    arn: str
+    network_mode: str
+    compatibilities: tuple[str, ...]
+    containers: tuple[tuple[str, tuple[int, ...]], ...]  # (name, container ports)
+
+    @property
+    def container_ports(self) -> tuple[int, ...]:
+        return tuple(port for _, ports in self.containers for port in ports)
+
+
 class ECSHandler:
     def __init__(self, ecs: ECSClient, ec2: Callable[[], EC2Client]) -> None:
         self._ecs = ecs
         self._ec2 = ec2
-        self._container_names: dict[tuple[str, int], str] = {}
+        self._definitions: dict[str, TaskDefinitionInfo] = {}
 
-    def container_name(self, engine: EngineConfig) -> str:
-        """The configured container name, else the container whose portMappings hold the port."""
-        if engine.container_name:
-            return engine.container_name
-        key = (engine.task_definition, engine.port)
-        if key not in self._container_names:
+    def task_definition(self, engine: EngineConfig) -> TaskDefinitionInfo:
+        """What start-engines needs to know of the engine's task definition (cached)."""
+        if engine.task_definition not in self._definitions:
             try:
                 definition = self._ecs.describe_task_definition(
                     taskDefinition=engine.task_definition
                 )["taskDefinition"]
             except AWS_ERRORS as exc:
-                raise translate(exc, "DescribeTaskDefinition", service=engine.name) from exc
-            for container in definition.get("containerDefinitions", []):
-                ports = {m.get("containerPort") for m in container.get("portMappings", [])}
-                if engine.port in ports:
-                    self._container_names[key] = container["name"]
-                    break
-            else:
-                raise ConfigError(
-                    f"engine '{engine.name}': no container of task definition "
-                    f"{engine.task_definition} maps port {engine.port}",
-                    service=engine.name,
-                    field="port",
-                )
-        return self._container_names[key]
+                raise translate(
+                    exc, f"DescribeTaskDefinition {engine.task_definition}", service=engine.name
+                ) from exc
+            self._definitions[engine.task_definition] = TaskDefinitionInfo(
+                arn=definition.get("taskDefinitionArn", ""),
+                network_mode=definition.get("networkMode", "bridge"),
+                compatibilities=tuple(definition.get("requiresCompatibilities", [])),
+                containers=tuple(
+                    (
+                        c["name"],
+                        tuple(
+                            m["containerPort"]
+                            for m in c.get("portMappings", [])
+                            if "containerPort" in m
+                        ),
+                    )
+                    for c in definition.get("containerDefinitions", [])
+                ),
+            )
+        return self._definitions[engine.task_definition]
+
+    def container_name(self, engine: EngineConfig) -> str:
+        """The configured container name, else the container whose portMappings hold the port."""
+        if engine.container_name:
+            return engine.container_name
+        for name, ports in self.task_definition(engine).containers:
+            if engine.port in ports:
+                return name
+        raise ConfigError(
+            f"engine '{engine.name}': no container of task definition {engine.task_definition} maps port {engine.port}",
+            service=engine.name,
+            field="port",
+        )
+
+    def cluster_exists(self, cluster: str) -> bool:
+        try:
+            found = self._ecs.describe_clusters(clusters=[cluster]).get("clusters", [])
+        except AWS_ERRORS as exc:
+            raise translate(exc, f"DescribeClusters {cluster}") from exc
+        return any(c.get("status") == "ACTIVE" for c in found)
 
     def start_task(
         self,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from start_engines.clock import Deadline
-from start_engines.config import engine_names, get_service_config, load_settings
+from start_engines.config import engine_names, env_prefix, get_service_config, load_settings
 from start_engines.ecs_handler import STARTED_BY, running_or_raise
 from start_engines.errors import (
     BadEvent,
@@ -41,11 +41,22 @@ if TYPE_CHECKING:
         TaskStateChange,
     )
     from start_engines.lease import Lease
+    from start_engines.network_handler import NetworkHandler
     from start_engines.target_group_handler import TargetGroupHandler, TargetHealth
 
 logger = logging.getLogger(__name__)
 
 NOT_SERIALISED = "LEASE_TABLE is not set: concurrent starts of one engine are not serialised"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A pre-flight finding: what is wrong with an engine and how to fix it."""
+
+    service: str
+    severity: str  # error or warning
+    problem: str
+    fix: str
 
 
 @dataclass(frozen=True)
@@ -145,6 +156,7 @@ class Engines:
         lease: Lease | None = None,
         publisher: EventPublisher | None = None,
         environ: Environ | None = None,
+        network: NetworkHandler | None = None,
     ) -> None:
         self.ecs = ecs
         self.targets = targets
@@ -153,6 +165,7 @@ class Engines:
         self.lease = lease
         self.publisher = publisher
         self.environ = environ
+        self.network = network
 
     @classmethod
     def build(cls, clients: Clients, clock: Clock, environ: Environ | None = None) -> Engines:
@@ -160,6 +173,7 @@ class Engines:
         from start_engines.ecs_handler import ECSHandler
         from start_engines.event_publisher import EventPublisher
         from start_engines.lease import Lease
+        from start_engines.network_handler import NetworkHandler
         from start_engines.target_group_handler import TargetGroupHandler
 
         settings = load_settings(environ)
@@ -173,6 +187,7 @@ class Engines:
             if settings.event_bus
             else None,
             environ=environ,
+            network=NetworkHandler(clients.ec2),
         )
 
     def dispatch(self, command: Command, deadline: Deadline) -> Outcome:
@@ -939,6 +954,98 @@ class Engines:
             "privateIp": ip,
             "targetGroupArns": removed,
         }
+
+    # --- pre-flight check ----------------------------------------------------------------
+
+    def check(self) -> list[Problem]:
+        """Everything a start would trip over, for every engine, before any task runs."""
+        found: list[Problem] = []
+        for engine in self._select(None):
+            if isinstance(engine, ConfigError):
+                fix = f"set {engine.field}" if engine.field else "fix the configuration"
+                found.append(
+                    Problem(
+                        str(engine.service),
+                        "warning",
+                        engine.message,
+                        fix + " (or ignore an engine you do not run)",
+                    )
+                )
+                continue
+            try:
+                found += self._check_engine(engine)
+            except StartEnginesError as exc:
+                found.append(
+                    Problem(
+                        engine.name,
+                        "error",
+                        exc.message,
+                        "check the credentials and region, then the resource",
+                    )
+                )
+        return found
+
+    def _check_engine(self, engine: EngineConfig) -> list[Problem]:
+        found: list[Problem] = []
+        prefix = env_prefix(engine.name)
+
+        def problem(text: str, fix: str, severity: str = "error") -> None:
+            found.append(Problem(engine.name, severity, text, fix))
+
+        if not self.ecs.cluster_exists(engine.cluster):
+            problem(
+                f"cluster {engine.cluster} does not exist", f"create it or set {prefix}_CLUSTER"
+            )
+        for arn in engine.target_group_arns:
+            group = self.targets.describe_target_group(arn)
+            if group is None:
+                problem(
+                    f"target group {arn} does not exist",
+                    f"create it (infra/alb.yaml) or fix {prefix}_TARGET_GROUP_ARN",
+                )
+                continue
+            if group.target_type != "ip":
+                problem(
+                    f"target group {target_group_name(arn)} has target type {group.target_type}; "
+                    "Fargate tasks (awsvpc) register by IP",
+                    "recreate it with TargetType ip",
+                )
+            if not group.load_balancer_arns:
+                problem(
+                    f"target group {target_group_name(arn)} is attached to no listener, so no traffic reaches it",
+                    "add a listener rule that forwards to it (infra/alb.yaml adds /api/<engine>/*)",
+                )
+        try:
+            definition = self.ecs.task_definition(engine)
+        except StartEnginesError as exc:
+            problem(exc.message, f"register it or fix {prefix}_TASK_DEF")
+        else:
+            if "FARGATE" not in definition.compatibilities:
+                problem(
+                    f"task definition {engine.task_definition} is not FARGATE-compatible "
+                    f"(requiresCompatibilities {list(definition.compatibilities)})",
+                    "add FARGATE to requiresCompatibilities",
+                )
+            if definition.network_mode != "awsvpc":
+                problem(
+                    f"task definition {engine.task_definition} uses network mode {definition.network_mode}",
+                    "use networkMode awsvpc (Fargate requires it)",
+                )
+            if engine.port not in definition.container_ports:
+                problem(
+                    f"port {engine.port} is no containerPort of {engine.task_definition} "
+                    f"(it has {list(definition.container_ports)})",
+                    f"set {prefix}_PORT to the container's port",
+                )
+        if self.network is not None:
+            for subnet in self.network.missing_subnets(engine.subnets):
+                problem(f"subnet {subnet} does not exist", f"fix {prefix}_SUBNETS or SUBNETS")
+            for group_id in self.network.missing_security_groups(engine.security_groups):
+                problem(
+                    f"security group {group_id} does not exist",
+                    f"fix {prefix}_SECURITY_GROUPS or SECURITY_GROUPS",
+                )
+        return found
 
     def _engine_of(
         self, task: TaskInfo | None, cluster: str, task_definition_arn: str

@@ -33,9 +33,39 @@ class TargetHealth:
     reason: str | None = None
 
 
+@dataclass(frozen=True)
+class TargetGroupInfo:
+    arn: str
+    target_type: str
+    protocol: str
+    port: int
+    load_balancer_arns: tuple[str, ...]
+
+
 class TargetGroupHandler:
     def __init__(self, elbv2: ElasticLoadBalancingv2Client) -> None:
         self._elbv2 = elbv2
+
+    def describe_target_group(self, arn: str) -> TargetGroupInfo | None:
+        """The group, or None if it does not exist."""
+        try:
+            groups = self._elbv2.describe_target_groups(TargetGroupArns=[arn]).get(
+                "TargetGroups", []
+            )
+        except AWS_ERRORS as exc:
+            if has_code(exc, *NOT_FOUND):
+                return None
+            raise translate(exc, f"DescribeTargetGroups {arn}") from exc
+        if not groups:
+            return None
+        group = groups[0]
+        return TargetGroupInfo(
+            arn=arn,
+            target_type=group.get("TargetType", "instance"),
+            protocol=group.get("Protocol", ""),
+            port=int(group.get("Port", 0)),
+            load_balancer_arns=tuple(group.get("LoadBalancerArns", [])),
+        )
 
     def register_target(
         self, target_group_arns: Sequence[str], ip: str, port: int, service: str | None = None
