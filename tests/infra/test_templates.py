@@ -1,0 +1,324 @@
+"""Both templates: lint-clean, security-scan clean, least privilege, deployable on the emulator."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from start_engines.clock import SystemClock
+from start_engines.config import engine_names, get_service_config
+from start_engines.engines import Engines
+from start_engines.events import StartRequest, parse_invocation
+from start_engines.local import Emulator
+from tests.infra.stacks import ALB_TEMPLATE, ROOT, TEMPLATE, deploy, load, resources, translated_sam
+
+ENGINES = ("Auth", "Pdf", "Fa", "Users", "Batch")
+
+
+@pytest.mark.parametrize("template", [TEMPLATE, ALB_TEMPLATE], ids=["sam", "alb"])
+def test_cfn_lint_reports_no_errors(template: Path) -> None:
+    lint = Path(sys.executable).parent / "cfn-lint"
+    result = subprocess.run([str(lint), str(template)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_security_scan_finds_nothing() -> None:
+    checkov = os.environ.get("CHECKOV") or str(ROOT / ".venv-checkov" / "bin" / "checkov")
+    if not Path(checkov).exists():
+        pytest.fail("checkov is not installed: run the suite with `make test`, which installs it")
+    result = subprocess.run(
+        [
+            checkov,
+            "-f",
+            str(TEMPLATE),
+            "-f",
+            str(ALB_TEMPLATE),
+            "--framework",
+            "cloudformation",
+            "--skip-download",
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "BC_SKIP_MAPPING": "TRUE", "LOG_LEVEL": "ERROR"},
+    )
+    parsed = json.loads(result.stdout)
+    reports = parsed if isinstance(parsed, list) else [parsed]
+    failed = [c for r in reports for c in r["results"]["failed_checks"]]
+    assert [f"{c['check_id']} {c['resource']}" for c in failed] == []
+    skipped = [c for r in reports for c in r["results"]["skipped_checks"]]
+    assert skipped, "the suppressions are expected to be visible"
+    assert all(c["check_result"].get("suppress_comment") for c in skipped), (
+        "every suppression is justified"
+    )
+    assert sum(r["summary"]["passed"] for r in reports) >= 30
+
+
+# --- least privilege -------------------------------------------------------------------
+
+
+def statements(role: str) -> list[dict[str, Any]]:
+    properties = load(TEMPLATE)["Resources"][role]["Properties"]
+    return [s for policy in properties["Policies"] for s in policy["PolicyDocument"]["Statement"]]
+
+
+def actions(statement: dict[str, Any]) -> list[str]:
+    value = statement["Action"]
+    return [value] if isinstance(value, str) else list(value)
+
+
+@pytest.mark.parametrize("role", ["StartEnginesRole", "TaskStateRole"])
+def test_no_wildcard_action_anywhere(role: str) -> None:
+    for statement in statements(role):
+        for action in actions(statement):
+            assert "*" not in action, f"{role}: {action}"
+
+
+def test_each_permission_is_scoped() -> None:
+    by_action = {action: s for s in statements("StartEnginesRole") for action in actions(s)}
+    run_task = by_action["ecs:RunTask"]
+    assert [r["Fn::Sub"].rsplit("/", 1)[1] for r in run_task["Resource"]] == [
+        f"${{{engine}TaskDefinition}}:*" for engine in ENGINES
+    ]
+    assert len(run_task["Condition"]["ArnEquals"]["ecs:cluster"]) == 5
+    for action in ("ecs:StopTask", "ecs:DescribeTasks", "ecs:ListTasks"):
+        assert len(by_action[action]["Condition"]["ArnEquals"]["ecs:cluster"]) == 5
+    register = by_action["elasticloadbalancing:RegisterTargets"]
+    assert register is by_action["elasticloadbalancing:DeregisterTargets"]
+    assert "Fn::Split" in register["Resource"]  # the engines' target groups, not "*"
+    pass_role = by_action["iam:PassRole"]
+    assert pass_role["Resource"] == {"Ref": "TaskRoleArns"}
+    assert pass_role["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
+    }
+    assert by_action["events:PutEvents"]["Resource"]["Fn::Sub"].endswith(
+        "event-bus/${EventBusName}"
+    )
+    assert by_action["dynamodb:PutItem"]["Resource"] == {"Fn::GetAtt": ["LeaseTable", "Arn"]}
+    wildcard = {
+        a
+        for s in statements("StartEnginesRole")
+        if s["Resource"] == "*" and "Condition" not in s
+        for a in actions(s)
+    }
+    assert wildcard == {
+        "ecs:DescribeTaskDefinition",
+        "elasticloadbalancing:DescribeTargetHealth",
+        "elasticloadbalancing:DescribeTargetGroups",
+        "elasticloadbalancing:DescribeListeners",
+        "elasticloadbalancing:DescribeRules",
+        "ec2:DescribeNetworkInterfaces",
+        "ec2:DescribeSubnets",
+        "ec2:DescribeSecurityGroups",
+        "cloudwatch:GetMetricData",
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+    }  # the read-only actions AWS offers no resource-level scope for
+
+
+def test_task_state_role_cannot_start_or_stop() -> None:
+    granted = {a for s in statements("TaskStateRole") for a in actions(s)}
+    assert not granted & {"ecs:RunTask", "ecs:StopTask", "iam:PassRole"}
+
+
+# --- deployed on the emulator ----------------------------------------------------------
+
+
+def outputs(stack: dict[str, Any]) -> dict[str, str]:
+    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+
+@dataclass(frozen=True)
+class Deployed:
+    alb: dict[str, Any]
+    sam: dict[str, Any]
+    sam_template: dict[str, Any]
+    certificate: str
+
+
+@pytest.fixture(scope="module")
+def deployed(emulator: Emulator) -> Deployed:
+    """infra/alb.yaml, then template.yaml fed by its outputs, on the emulator's CloudFormation."""
+    assert emulator.provisioned is not None
+    provisioned = emulator.provisioned
+    certificate = (
+        emulator.clients()
+        ._client("acm")
+        .request_certificate(DomainName="engines.example.com")["CertificateArn"]
+    )
+    alb = deploy(
+        emulator,
+        "engines-alb",
+        load(ALB_TEMPLATE),
+        {
+            "VpcId": provisioned.vpc_id,
+            "PublicSubnets": ",".join(provisioned.subnets),
+            "CertificateArn": certificate,
+            "DeletionProtection": "false",
+        },
+    )
+    alb_outputs = outputs(alb)
+    body = translated_sam(emulator)
+    sam = deploy(
+        emulator,
+        "engines",
+        body,
+        {
+            "Subnets": ",".join(provisioned.subnets),
+            "SecurityGroups": provisioned.security_group,
+            "TaskRoleArns": "arn:aws:iam::123456789012:role/ecsTaskExecutionRole",
+            "CreateHttpApi": "true",
+            "MorningStartSchedule": "cron(0 7 ? * MON-FRI *)",
+            "EveningStopSchedule": "cron(0 19 ? * MON-FRI *)",
+            "ScheduledEngines": "auth,pdf",
+            **{f"{e}TargetGroupArns": alb_outputs[f"{e}TargetGroupArns"] for e in ENGINES},
+        },
+    )
+    return Deployed(alb=alb, sam=sam, sam_template=body, certificate=certificate)
+
+
+def test_alb_stack(emulator: Emulator, deployed: Deployed) -> None:
+    assert deployed.alb["StackStatus"] == "CREATE_COMPLETE"
+    elbv2 = emulator.clients().elbv2
+    alb_outputs = outputs(deployed.alb)
+    for engine, port in (
+        ("auth", 8080),
+        ("pdf", 9080),
+        ("fa", 2531),
+        ("users", 8080),
+        ("batch", 8080),
+    ):
+        arn = alb_outputs[f"{engine.capitalize()}TargetGroupArns"]
+        group = elbv2.describe_target_groups(TargetGroupArns=[arn])["TargetGroups"][0]
+        assert (group["TargetType"], group["Port"]) == ("ip", port)
+        assert (group["HealthCheckIntervalSeconds"], group["HealthyThresholdCount"]) == (5, 2)
+    balancer = resources(emulator, "engines-alb")["LoadBalancer"]["PhysicalResourceId"]
+    by_port = {
+        listener["Port"]: listener
+        for listener in elbv2.describe_listeners(LoadBalancerArn=balancer)["Listeners"]
+    }
+    assert by_port[443]["Protocol"] == "HTTPS"
+    assert by_port[443]["Certificates"][0]["CertificateArn"] == deployed.certificate
+    assert by_port[80]["DefaultActions"][0]["Type"] == "redirect"
+    rules = elbv2.describe_rules(ListenerArn=by_port[443]["ListenerArn"])["Rules"]
+    paths = sorted(
+        c["PathPatternConfig"]["Values"][0] for r in rules for c in r.get("Conditions", [])
+    )
+    assert paths == ["/api/auth/*", "/api/batch/*", "/api/fa/*", "/api/pdf/*", "/api/users/*"]
+    assert "AuthTargetGroupArns=arn:" in alb_outputs["ParameterOverrides"]
+
+
+def test_sam_stack_resources(emulator: Emulator, deployed: Deployed) -> None:
+    assert deployed.sam["StackStatus"] == "CREATE_COMPLETE"
+    created = resources(emulator, "engines")
+    expected = {
+        "StartEnginesFunction",
+        "TaskStateFunction",
+        "LeaseTable",
+        "DeadLetterQueue",
+        "StartEnginesLogGroup",
+        "TaskStateLogGroup",
+        "StartEnginesRole",
+        "TaskStateRole",
+        "MorningStartRule",
+        "EveningStopRule",
+        "SyncRule",
+        "StartEnginesFunctionCommands",
+        "TaskStateFunctionTaskStateChange",
+    }
+    assert expected <= set(created)
+    assert "StartEngineStateMachine" not in created  # CreateStateMachine defaults to false
+    # moto's CloudFormation has no API Gateway v2, so the HTTP API is checked in the template
+    routes = {
+        r["Properties"]["RouteKey"]: r
+        for r in deployed.sam_template["Resources"].values()
+        if r["Type"] == "AWS::ApiGatewayV2::Route"
+    }
+    assert sorted(routes) == [
+        "GET /engines",
+        "GET /engines/{service}",
+        "POST /engines/{service}/start",
+        "POST /engines/{service}/stop",
+    ]
+    assert {r["Properties"]["AuthorizationType"] for r in routes.values()} == {"AWS_IAM"}
+    invoke_configs = [
+        r
+        for r in deployed.sam_template["Resources"].values()
+        if r["Type"] == "AWS::Lambda::EventInvokeConfig"
+    ]
+    assert len(invoke_configs) == 2
+    for config in invoke_configs:
+        assert config["Properties"]["MaximumRetryAttempts"] <= 2
+        assert config["Properties"]["DestinationConfig"]["OnFailure"]["Destination"] == {
+            "Fn::GetAtt": ["DeadLetterQueue", "Arn"]
+        }
+
+
+def test_deployed_function_and_its_configuration(emulator: Emulator, deployed: Deployed) -> None:
+    clients = emulator.clients()
+    function = clients._client("lambda").get_function_configuration(FunctionName="engines-start")
+    assert function["Runtime"] == "python3.12"
+    # moto's CloudFormation drops Architectures; the translated template carries it
+    translated = deployed.sam_template["Resources"]["StartEnginesFunction"]["Properties"]
+    assert translated["Architectures"] == ["arm64"]
+    assert function["Handler"] == "start_engines.lambda_function.lambda_handler"
+    environment = function["Environment"]["Variables"]
+    assert (
+        environment["LEASE_TABLE"]
+        == resources(emulator, "engines")["LeaseTable"]["PhysicalResourceId"]
+    )
+    alb_outputs = outputs(deployed.alb)
+    for name in engine_names(environment):
+        engine = get_service_config(name, environment)
+        assert engine.target_group_arns == (alb_outputs[f"{name.capitalize()}TargetGroupArns"],)
+    table = clients.dynamodb.describe_table(TableName=environment["LEASE_TABLE"])["Table"]
+    assert table["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+    # moto's CloudFormation drops TimeToLiveSpecification; the template carries it
+    lease = deployed.sam_template["Resources"]["LeaseTable"]["Properties"]
+    assert lease["TimeToLiveSpecification"] == {"AttributeName": "expiresAt", "Enabled": True}
+    logs = clients._client("logs").describe_log_groups(logGroupNamePrefix="/aws/lambda/engines-")[
+        "logGroups"
+    ]
+    assert {g["retentionInDays"] for g in logs} == {30}
+    # the pre-flight check, against the account as deployed, finds every engine ready
+    engines = Engines.build(clients, SystemClock(), environ=environment)
+    assert engines.check() == []
+
+
+def test_deployed_rules(emulator: Emulator, deployed: Deployed) -> None:
+    events = emulator.clients().events
+    created = resources(emulator, "engines")
+
+    def pattern(logical: str) -> dict[str, Any]:
+        rule = events.describe_rule(Name=created[logical]["PhysicalResourceId"])
+        result: dict[str, Any] = json.loads(rule["EventPattern"])
+        return result
+
+    commands = pattern("StartEnginesFunctionCommands")
+    assert commands["source"] == ["custom.app", "start-engines.schedule"]
+    assert {"Start ECS Task", "Stop ECS Task", "Stop ECS Tasks", "ECS Task Status"} <= set(
+        commands["detail-type"]
+    )
+    task_state = pattern("TaskStateFunctionTaskStateChange")
+    assert task_state["source"] == ["aws.ecs"]
+    assert task_state["detail"]["startedBy"] == ["start-engines"]
+    assert len(task_state["detail"]["clusterArn"]) == 5
+    morning = events.list_targets_by_rule(Rule=created["MorningStartRule"]["PhysicalResourceId"])[
+        "Targets"
+    ][0]
+    assert parse_invocation(json.loads(morning["Input"])).command == StartRequest(
+        services=("auth", "pdf"), listed=True
+    )
+    evening = events.list_targets_by_rule(Rule=created["EveningStopRule"]["PhysicalResourceId"])[
+        "Targets"
+    ][0]
+    assert json.loads(evening["Input"])["detail"]["reason"] == "evening schedule"
