@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 # 8 attempts ride out heavy throttling (0.3^8 < 1e-4 per call) within botocore's own backoff.
 MAX_ATTEMPTS = 8
+# Outgoing events are best effort: never hold an answer up for long retrying them.
+BEST_EFFORT_ATTEMPTS = 3
 CONNECT_TIMEOUT = 5
 READ_TIMEOUT = 20
 
@@ -56,7 +58,7 @@ class Clients:
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
 
-    def _client(self, service: str) -> Any:
+    def _client(self, service: str, attempts: int | None = None) -> Any:
         with self._lock:
             client = self._clients.get(service)
             if client is None:
@@ -64,7 +66,12 @@ class Clients:
                     self._session = boto3.Session()
                 if self._config is None:
                     self._config = default_config()
-                kwargs: dict[str, Any] = {"config": self._config}
+                config = self._config
+                if attempts is not None:
+                    config = config.merge(
+                        Config(retries={"mode": "standard", "max_attempts": attempts})
+                    )
+                kwargs: dict[str, Any] = {"config": config}
                 if self._endpoint_url:
                     kwargs["endpoint_url"] = self._endpoint_url
                 try:
@@ -96,7 +103,7 @@ class Clients:
 
     @property
     def events(self) -> EventBridgeClient:
-        client: EventBridgeClient = self._client("events")
+        client: EventBridgeClient = self._client("events", attempts=BEST_EFFORT_ATTEMPTS)
         return client
 
     @property

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -146,8 +147,9 @@ class Deployed:
 
 
 @pytest.fixture(scope="module")
-def deployed(emulator: Emulator) -> Deployed:
-    """infra/alb.yaml, then template.yaml fed by its outputs, on the emulator's CloudFormation."""
+def deployed(emulator: Emulator) -> Iterator[Deployed]:
+    """infra/alb.yaml, then template.yaml fed by its outputs, on the emulator's CloudFormation.
+    Afterwards the emulator is reset: the stacks' rules would otherwise stay on its default bus."""
     assert emulator.provisioned is not None
     provisioned = emulator.provisioned
     certificate = (
@@ -183,7 +185,8 @@ def deployed(emulator: Emulator) -> Deployed:
             **{f"{e}TargetGroupArns": alb_outputs[f"{e}TargetGroupArns"] for e in ENGINES},
         },
     )
-    return Deployed(alb=alb, sam=sam, sam_template=body, certificate=certificate)
+    yield Deployed(alb=alb, sam=sam, sam_template=body, certificate=certificate)
+    emulator.reset()
 
 
 def test_alb_stack(emulator: Emulator, deployed: Deployed) -> None:
