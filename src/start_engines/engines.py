@@ -375,11 +375,12 @@ class Engines:
         still under way when it passes are handed to the task-state entry point, not failed."""
         start_deadline = deadline.within(self.settings.start_timeout)
         health_deadline: Deadline | None = None
+        budget = DescribeBudget(self.clock, self.settings.describe_rate)
         while True:
             for job in jobs:
                 if job.state == "follow":
                     self._guard(job, lambda job=job: self._follow(job, request))  # type: ignore[misc]
-            self._poll_tasks([j for j in jobs if j.state == "watch"], request)
+            self._poll_tasks([j for j in jobs if j.state == "watch"], request, budget)
             health_jobs = [j for j in jobs if j.state == "health"]
             if health_jobs:
                 if health_deadline is None:
@@ -438,12 +439,21 @@ class Engines:
             )
         return False
 
-    def _poll_tasks(self, jobs: list[StartJob], request: StartRequest) -> None:
+    def _poll_tasks(
+        self, jobs: list[StartJob], request: StartRequest, budget: DescribeBudget
+    ) -> None:
         by_cluster: dict[str, list[str]] = {}
+        stage: dict[str, int] = {}
         for job in jobs:
             by_cluster.setdefault(job.engine.cluster, []).extend(job.tasks)
+            for task in job.tasks.values():
+                stage[job.engine.cluster] = max(
+                    stage.get(job.engine.cluster, 0), STAGES.get(task.last_status, 0)
+                )
         seen: dict[str, TaskInfo] = {}
-        for cluster, arns in by_cluster.items():
+        polled = budget.choose(stage)
+        for cluster in polled:
+            arns = by_cluster[cluster]
             try:
                 seen.update(self.ecs.describe(cluster, arns))
             except StartEnginesError as exc:
@@ -451,7 +461,7 @@ class Engines:
                     if job.engine.cluster == cluster:
                         job.fail(exc)
         for job in jobs:
-            if job.state == "watch":
+            if job.state == "watch" and job.engine.cluster in polled:
                 self._guard(job, lambda job=job: self._advance(job, seen, request))  # type: ignore[misc]
 
     def _advance(self, job: StartJob, seen: dict[str, TaskInfo], request: StartRequest) -> None:
@@ -1069,6 +1079,39 @@ class Engines:
             if engine.cluster.rsplit("/", 1)[-1] == cluster and engine.family == family:
                 return engine
         return None
+
+
+STAGES = {"PROVISIONING": 1, "PENDING": 2, "ACTIVATING": 3}
+STARVED_AFTER = 5.0  # seconds; a cluster not polled for this long goes first
+
+
+class DescribeBudget:
+    """At most `rate` DescribeTasks per second for the whole invocation (ECS throttles the
+    account, not the caller). Each round spends what has accrued on the clusters whose tasks
+    are closest to RUNNING, then on those polled longest ago; none waits more than
+    STARVED_AFTER. One cluster is polled every round; five share the same rate."""
+
+    def __init__(self, clock: Clock, rate: float) -> None:
+        self.clock = clock
+        self.rate = rate
+        self.tokens = 1.0
+        self.at = clock.now()
+        self.polled: dict[str, float] = {}
+
+    def choose(self, stages: dict[str, int]) -> list[str]:
+        now = self.clock.now()
+        self.tokens = min(max(1.0, len(stages)), self.tokens + self.rate * (now - self.at))
+        self.at = now
+
+        def priority(cluster: str) -> tuple[bool, int, float]:
+            waited = now - self.polled.get(cluster, float("-inf"))
+            return (waited >= STARVED_AFTER, stages[cluster], waited)
+
+        chosen = sorted(stages, key=priority, reverse=True)[: int(self.tokens)]
+        self.tokens -= len(chosen)
+        for cluster in chosen:
+            self.polled[cluster] = now
+        return chosen
 
 
 def combine(results: list[tuple[int, dict[str, Any]]]) -> Outcome:

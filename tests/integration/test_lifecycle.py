@@ -269,13 +269,14 @@ def test_several_engines_one_describe_per_cluster(
     assert set(results) == {"auth", "pdf", "fa"}
     assert all(r["statusCode"] == 200 for r in results.values())
     assert response["body"]["succeeded"] == 3
-    by_round: dict[float, list[tuple[str, int]]] = {}
-    for at, cluster, count in aws.lifecycle.describe_calls:
-        by_round.setdefault(at, []).append((cluster, count))
-    polls = [by_round[at] for at in sorted(by_round)[1:]]  # the first also holds the launch
-    assert len(polls) >= 3
-    # every round: one call for auth-cluster carrying both tasks, one for fa-cluster
-    assert all(sorted(calls) == [("auth-cluster", 2), ("fa-cluster", 1)] for calls in polls)
+    polls = aws.lifecycle.describe_calls
+    # every DescribeTasks on the shared cluster carries both engines' tasks
+    assert [count for _, cluster, count in polls if cluster == "auth-cluster"] == [2] * sum(
+        1 for _, cluster, _ in polls if cluster == "auth-cluster"
+    )
+    assert {cluster for _, cluster, _ in polls} == {"auth-cluster", "fa-cluster"}
+    elapsed = polls[-1][0] - polls[0][0]
+    assert len(polls) <= 1 + 1.5 * elapsed  # within the per-invocation DescribeTasks budget
 
 
 def test_one_failure_does_not_stop_the_others(aws: Emulator, invoke: Invoke) -> None:
