@@ -17,6 +17,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 
+from start_engines import telemetry
 from start_engines.aws import Clients
 from start_engines.clock import Clock, Deadline, SystemClock
 from start_engines.engines import Engines, Outcome
@@ -96,6 +97,7 @@ def _run(event: Any, context: Any, via: Via, accept: type[TaskStateChange] | Non
             rt.clock, remaining_seconds(context) - engines.settings.deadline_margin
         )
         outcome = engines.dispatch(command, deadline)
+        telemetry.record(command, outcome)
         log = logger.info if outcome.status_code < 400 else logger.warning
         log(
             "%s via %s answered %s",

@@ -1,0 +1,71 @@
+"""CloudWatch metrics in Embedded Metric Format (Powertools), from a command's answer.
+
+Per start: TimeToRunning, TimeToRegistered, TimeToHealthy (seconds; dimension Engine) and a
+Starts count with dimensions Engine and Outcome (Started, Reused, HandedOff, or the errorType).
+Per stop: TasksStopped with dimensions Engine and Reason.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit, single_metric
+
+from start_engines.events import StartRequest, StopRequest
+
+if TYPE_CHECKING:
+    from start_engines.engines import Outcome
+    from start_engines.events import Command
+
+NAMESPACE = "StartEngines"
+TIMINGS = {"running": "TimeToRunning", "registered": "TimeToRegistered", "healthy": "TimeToHealthy"}
+MAX_REASON = 64  # a dimension value: keep its cardinality and size bounded
+
+
+def namespace() -> str:
+    return os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or NAMESPACE
+
+
+def record(command: Command, outcome: Outcome) -> None:
+    results = outcome.body.get("results") or [{**outcome.body, "statusCode": outcome.status_code}]
+    for result in results:
+        engine = result.get("service")
+        if not isinstance(engine, str):
+            continue
+        if isinstance(command, StartRequest):
+            _start(engine, result)
+        elif isinstance(command, StopRequest) and result.get("tasksStopped"):
+            _count(
+                "TasksStopped",
+                int(result["tasksStopped"]),
+                Engine=engine,
+                Reason=command.reason[:MAX_REASON],
+            )
+
+
+def _start(engine: str, result: dict[str, Any]) -> None:
+    status = int(result.get("statusCode", 200))
+    timings = result.get("timings") or {}
+    if status == 200 and timings:
+        metrics = EphemeralMetrics(namespace=namespace(), service="start-engines")
+        metrics.add_dimension(name="Engine", value=engine)
+        for key, name in TIMINGS.items():
+            if key in timings:
+                metrics.add_metric(name=name, unit=MetricUnit.Seconds, value=float(timings[key]))
+        metrics.flush_metrics()
+    if status >= 400:
+        outcome = str(result.get("errorType", "Failed"))
+    elif status == 202:
+        outcome = "HandedOff"
+    else:
+        outcome = "Reused" if result.get("reused") else "Started"
+    _count("Starts", 1, Engine=engine, Outcome=outcome)
+
+
+def _count(name: str, value: int, **dimensions: str) -> None:
+    with single_metric(
+        name=name, unit=MetricUnit.Count, value=value, namespace=namespace()
+    ) as metric:
+        for key, dimension in dimensions.items():
+            metric.add_dimension(name=key, value=dimension)
