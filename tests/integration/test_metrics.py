@@ -58,5 +58,5 @@ def test_failed_start_and_stop_metrics(
     assert (stopped["Engine"], stopped["Reason"], stopped["TasksStopped"]) == (
         "users",
         "night",
-        1.0,
+        [1.0],
     )
