@@ -36,8 +36,25 @@ ENGINE_KEYS: dict[str, str] = {
     "securityGroups": "SECURITY_GROUPS",
     "containerName": "CONTAINER_NAME",
     "maxTasks": "MAX_TASKS",
+    "allowedOverrides": "ALLOWED_OVERRIDES",
 }
 LIST_KEYS = frozenset({"targetGroupArns", "subnets", "securityGroups"})
+# What a start event may ask to override, if the engine's allowedOverrides names it.
+OVERRIDES = (
+    "cluster",
+    "taskDefinition",
+    "targetGroupArns",
+    "subnets",
+    "securityGroups",
+    "command",
+    "environment",
+    "taskRoleArn",
+    "executionRoleArn",
+    "cpu",
+    "memory",
+)
+# Asked for by callers of the original system, but RunTask cannot override it.
+NEVER_OVERRIDABLE = {"image": "RunTask has no image override; register a task definition revision"}
 ASSIGN_PUBLIC_IP_VALUES = ("ENABLED", "DISABLED")
 MAX_NAME_IN_MESSAGE = 64
 DEFAULT_MAX_TASKS = 2
@@ -56,6 +73,7 @@ class EngineConfig:
     assign_public_ip: str = "DISABLED"
     container_name: str | None = None
     max_tasks: int = DEFAULT_MAX_TASKS
+    allowed_overrides: frozenset[str] = frozenset()
 
     @property
     def family(self) -> str:
@@ -174,6 +192,24 @@ def _as_count(value: Any, field: str, service: str) -> int:
     return count
 
 
+def _as_overrides(value: Any, field: str, service: str) -> frozenset[str]:
+    names = set(_as_list(value, field, service))
+    for name in sorted(names):
+        if name in NEVER_OVERRIDABLE:
+            raise ConfigError(
+                f"{field}: {name} cannot be allowed: {NEVER_OVERRIDABLE[name]}",
+                service=service,
+                field=field,
+            )
+        if name not in OVERRIDES:
+            raise ConfigError(
+                f"{field}: unknown override {describe_name(name)}; known: {list(OVERRIDES)}",
+                service=service,
+                field=field,
+            )
+    return frozenset(names)
+
+
 def get_service_config(name: str, environ: Environ | None = None) -> EngineConfig:
     """The engine's configuration. The name is case-insensitive."""
     env = _environ(environ)
@@ -243,6 +279,9 @@ def get_service_config(name: str, environ: Environ | None = None) -> EngineConfi
         if isinstance(container, str) and container.strip()
         else None,
         max_tasks=_as_count(merged.get("maxTasks", DEFAULT_MAX_TASKS), source("maxTasks"), key),
+        allowed_overrides=_as_overrides(
+            merged.get("allowedOverrides", ""), source("allowedOverrides"), key
+        ),
     )
 
 

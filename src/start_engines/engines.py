@@ -3,6 +3,7 @@ handlers; it never sees botocore."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import uuid
@@ -18,6 +19,7 @@ from start_engines.errors import (
     ConfigError,
     InternalError,
     NoSuchTask,
+    OverrideNotAllowed,
     StartEnginesError,
     StartFailedElsewhere,
     StartTimeout,
@@ -237,7 +239,9 @@ class Engines:
         invocation ran and removes their targets (`cleanedUp`).
         """
         selected = self._select(request.services)
-        engines = [e for e in selected if not isinstance(e, ConfigError)]
+        engines = [
+            with_overrides(e, request.overrides) for e in selected if not isinstance(e, ConfigError)
+        ]
         for engine in engines:
             wanted = request.count or 1
             if wanted > engine.max_tasks:
@@ -333,7 +337,12 @@ class Engines:
             self._watch(job, reuse, reused=True)
             return
         token = _client_token(request.event_id, engine.name)
-        started = self.ecs.start_task(engine, client_token=token, count=to_start)
+        started = self.ecs.start_task(
+            engine,
+            client_token=token,
+            count=to_start,
+            overrides=task_overrides(job.container, request.overrides),
+        )
         job.started = [t.arn for t in started]
         for task in started:
             _progress(
@@ -1112,6 +1121,51 @@ class DescribeBudget:
         for cluster in chosen:
             self.polled[cluster] = now
         return chosen
+
+
+INFRA_OVERRIDES = {
+    "cluster": "cluster",
+    "taskDefinition": "task_definition",
+    "targetGroupArns": "target_group_arns",
+    "subnets": "subnets",
+    "securityGroups": "security_groups",
+}
+
+
+def with_overrides(engine: EngineConfig, overrides: Sequence[tuple[str, Any]]) -> EngineConfig:
+    """The engine as this start may run it. Any override its config does not allow by name is
+    refused (400) before anything starts: the original system let anyone who could PutEvents
+    run any task definition, with its role, behind the ALB."""
+    refused = [name for name, _ in overrides if name not in engine.allowed_overrides]
+    if refused:
+        allowed = sorted(engine.allowed_overrides) or "none"
+        raise OverrideNotAllowed(
+            f"engine '{engine.name}' does not allow overriding {refused[0]} (allowed: {allowed}); "
+            f"allow it by name with {env_prefix(engine.name)}_ALLOWED_OVERRIDES or allowedOverrides in ENGINES_CONFIG",
+            service=engine.name,
+            field=f"overrides.{refused[0]}",
+        )
+    changes = {INFRA_OVERRIDES[name]: value for name, value in overrides if name in INFRA_OVERRIDES}
+    return dataclasses.replace(engine, **changes) if changes else engine
+
+
+def task_overrides(container: str, overrides: Sequence[tuple[str, Any]]) -> dict[str, Any] | None:
+    """RunTask's `overrides` for what is left once the infrastructure overrides are applied."""
+    given = dict(overrides)
+    result: dict[str, Any] = {}
+    container_override: dict[str, Any] = {}
+    if "environment" in given:
+        container_override["environment"] = [
+            {"name": k, "value": v} for k, v in given["environment"]
+        ]
+    if "command" in given:
+        container_override["command"] = list(given["command"])
+    if container_override:
+        result["containerOverrides"] = [{"name": container, **container_override}]
+    for name in ("taskRoleArn", "executionRoleArn", "cpu", "memory"):
+        if name in given:
+            result[name] = given[name]
+    return result or None
 
 
 def combine(results: list[tuple[int, dict[str, Any]]]) -> Outcome:

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from start_engines.config import RUN_TASK_MAX_COUNT, describe_name
-from start_engines.errors import BadEvent, MethodNotAllowed, RouteNotFound
+from start_engines.config import NEVER_OVERRIDABLE, OVERRIDES, RUN_TASK_MAX_COUNT, describe_name
+from start_engines.errors import BadEvent, MethodNotAllowed, OverrideNotAllowed, RouteNotFound
 
 MAX_SERVICE_NAME = 64
 MAX_SERVICES = 20
@@ -35,6 +35,7 @@ class StartRequest:
     listed: bool = False  # asked with `services`: answer with one result per engine
     asynchronous: bool = False  # answer 202 once RunTask succeeds; reconcile registers
     wait_budget: float | None = None  # with asynchronous: wait at most this long first
+    overrides: tuple[tuple[str, Any], ...] = ()  # validated shape; the engine decides if allowed
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,12 @@ def parse_invocation(event: object) -> Invocation:
 
 
 SELECT_KEYS = {"service", "services"}
-START_KEYS = SELECT_KEYS | {"waitForHealthy", "count", "force"}
+START_KEYS = SELECT_KEYS | {"waitForHealthy", "count", "force", "overrides"}
+TEXT_OVERRIDES = {"cluster", "taskDefinition", "taskRoleArn", "executionRoleArn"}
+LIST_OVERRIDES = {"targetGroupArns", "subnets", "securityGroups", "command"}
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+MAX_OVERRIDE_TEXT = 2048
+MAX_OVERRIDE_ITEMS = 100
 STOP_KEYS = SELECT_KEYS | {"taskId", "includeForeign", "waitForDraining", "reason"}
 
 
@@ -229,6 +235,7 @@ def _parse_api(event: Mapping[str, Any], via: Via) -> Command:
         event_id=command.event_id,
         count=command.count,
         force=command.force,
+        overrides=command.overrides,
         asynchronous=True,
         wait_budget=API_WAIT_BUDGET if wait == "true" else 0.0,
     )
@@ -287,6 +294,9 @@ def _command(
             force=_optional_bool(fields, "force", where),
             listed=listed,
             asynchronous=_optional_bool(fields, "async", where),
+            overrides=_overrides(fields["overrides"], f"{where}.overrides", services)
+            if "overrides" in fields
+            else (),
         )
     if action == "stop":
         _reject_unknown(fields, STOP_KEYS, where)
@@ -312,6 +322,64 @@ def _command(
     _reject_unknown(fields, SELECT_KEYS, where)
     services, _ = _services(fields, where, required=False)
     return StatusRequest(services) if action == "status" else SyncRequest(services)
+
+
+def _overrides(value: object, field: str, services: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
+    """The overrides' shape, checked; whether the engine allows them is the engine's call."""
+    if not isinstance(value, Mapping):
+        raise BadEvent(f"{field} must be a JSON object", field=field)
+    found: dict[str, Any] = {}
+    for key, item in value.items():
+        name = "targetGroupArns" if key == "targetGroupArn" else str(key)
+        where = f"{field}.{str(key)[:MAX_SERVICE_NAME]}"
+        if name in NEVER_OVERRIDABLE:
+            raise OverrideNotAllowed(
+                f"{where} is refused for {', '.join(services)}: {NEVER_OVERRIDABLE[name]}",
+                service=services[0],
+                field=where,
+            )
+        if name not in OVERRIDES:
+            raise BadEvent(
+                f"unknown override {describe_name(key)}; known: {list(OVERRIDES)}", field=where
+            )
+        single_arn = name == "targetGroupArns" and isinstance(item, str)
+        found[name] = _override_value(name, [item] if single_arn else item, where)
+    return tuple(sorted(found.items()))
+
+
+def _override_value(name: str, item: object, where: str) -> Any:
+    def text(value: object) -> str:
+        if not isinstance(value, str) or not value.strip() or len(value) > MAX_OVERRIDE_TEXT:
+            raise BadEvent(
+                f"{where} must be a non-empty string of at most {MAX_OVERRIDE_TEXT} characters",
+                field=where,
+            )
+        return value
+
+    if name in TEXT_OVERRIDES:
+        return text(item)
+    if name in LIST_OVERRIDES:
+        if not isinstance(item, list) or not item or len(item) > MAX_OVERRIDE_ITEMS:
+            raise BadEvent(f"{where} must be a non-empty list of strings", field=where)
+        return tuple(text(v) for v in item)
+    if name == "environment":
+        if not isinstance(item, Mapping) or len(item) > MAX_OVERRIDE_ITEMS:
+            raise BadEvent(f"{where} must be an object of variable name -> string", field=where)
+        for key, value in item.items():
+            if (
+                not isinstance(key, str)
+                or not ENV_NAME.match(key)
+                or not isinstance(value, str)
+                or len(value) > MAX_OVERRIDE_TEXT
+            ):
+                raise BadEvent(f"{where} must map variable names to strings", field=where)
+        return tuple(sorted(item.items()))
+    # cpu and memory: ECS units, as a number or its string
+    if isinstance(item, bool) or not (
+        (isinstance(item, int) and 0 < item < 10**6) or (isinstance(item, str) and item.isdigit())
+    ):
+        raise BadEvent(f"{where} must be a positive whole number", field=where)
+    return str(item)
 
 
 def _task_state_change(detail: Mapping[str, Any]) -> TaskStateChange:
