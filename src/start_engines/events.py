@@ -193,8 +193,10 @@ ROUTES = re.compile(r"^/engines(?:/(?P<service>[^/]+)(?:/(?P<verb>start|stop))?)
 
 def _parse_api(event: Mapping[str, Any], via: Via) -> Command:
     """API Gateway proxy events, REST (v1) and HTTP API (v2), on four routes."""
+    if not isinstance(event.get("requestContext"), Mapping):
+        raise BadEvent("an API Gateway event needs its requestContext object", field="requestContext")
     if via == "api-v2":
-        http = event.get("requestContext", {}).get("http", {})
+        http = _mapping(_mapping(event.get("requestContext")).get("http"))
         method, path = http.get("method", ""), event.get("rawPath", "")
     else:
         method, path = event.get("httpMethod", ""), event.get("path", "")
@@ -217,8 +219,7 @@ def _parse_api(event: Mapping[str, Any], via: Via) -> Command:
             details={"allow": allowed},
         )
     body = _api_body(event)
-    query = event.get("queryStringParameters") or {}
-    wait = query.get("wait", "false") if isinstance(query, Mapping) else "false"
+    wait = _mapping(event.get("queryStringParameters")).get("wait", "false")
     if wait not in ("true", "false"):
         raise BadEvent("query parameter wait must be true or false", field="query.wait")
     if verb is None:
@@ -241,6 +242,11 @@ def _parse_api(event: Mapping[str, Any], via: Via) -> Command:
     )
 
 
+def _mapping(value: object) -> Mapping[str, Any]:
+    """A caller's nested object, or an empty one when it is anything else."""
+    return value if isinstance(value, Mapping) else {}
+
+
 def _api_body(event: Mapping[str, Any]) -> Mapping[str, Any]:
     raw = event.get("body")
     if raw in (None, ""):
@@ -261,7 +267,7 @@ def _api_body(event: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def _request_id(event: Mapping[str, Any]) -> str | None:
-    request_id = event.get("requestContext", {}).get("requestId")
+    request_id = _mapping(event.get("requestContext")).get("requestId")
     return request_id if isinstance(request_id, str) and len(request_id) <= MAX_EVENT_ID else None
 
 
