@@ -194,7 +194,9 @@ ROUTES = re.compile(r"^/engines(?:/(?P<service>[^/]+)(?:/(?P<verb>start|stop))?)
 def _parse_api(event: Mapping[str, Any], via: Via) -> Command:
     """API Gateway proxy events, REST (v1) and HTTP API (v2), on four routes."""
     if not isinstance(event.get("requestContext"), Mapping):
-        raise BadEvent("an API Gateway event needs its requestContext object", field="requestContext")
+        raise BadEvent(
+            "an API Gateway event needs its requestContext object", field="requestContext"
+        )
     if via == "api-v2":
         http = _mapping(_mapping(event.get("requestContext")).get("http"))
         method, path = http.get("method", ""), event.get("rawPath", "")
