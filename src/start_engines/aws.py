@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 
 from start_engines.errors import AwsError, StartEnginesError
 
@@ -135,7 +136,8 @@ def translate(
     return AwsError(f"{action} failed: {exc}", service=service, details=extra)
 
 
-AWS_ERRORS: tuple[type[Exception], ...] = (ClientError, BotoCoreError)
+# ResponseParserError: an answer botocore cannot read (an HTML error page from a proxy, say).
+AWS_ERRORS: tuple[type[Exception], ...] = (ClientError, BotoCoreError, ResponseParserError)
 
 
 def has_code(exc: Exception, *codes: str, message_contains: str = "") -> bool:
