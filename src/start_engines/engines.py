@@ -451,26 +451,34 @@ class Engines:
     def _poll_tasks(
         self, jobs: list[StartJob], request: StartRequest, budget: DescribeBudget
     ) -> None:
+        """One round: DescribeTasks for the clusters the budget picks (each call carries all of
+        that cluster's tasks in flight), then move every job whose tasks were seen."""
+        # Tasks known to be RUNNING already (a reused task) need no poll to be registered.
+        seen: dict[str, TaskInfo] = {
+            t.arn: t
+            for job in jobs
+            if all(t.is_running for t in job.tasks.values())
+            for t in job.tasks.values()
+        }
+        waiting = [job for job in jobs if not all(arn in seen for arn in job.tasks)]
         by_cluster: dict[str, list[str]] = {}
         stage: dict[str, int] = {}
-        for job in jobs:
+        for job in waiting:
             by_cluster.setdefault(job.engine.cluster, []).extend(job.tasks)
             for task in job.tasks.values():
                 stage[job.engine.cluster] = max(
                     stage.get(job.engine.cluster, 0), STAGES.get(task.last_status, 0)
                 )
-        seen: dict[str, TaskInfo] = {}
-        polled = budget.choose(stage)
+        polled = budget.choose(stage) if stage else []
         for cluster in polled:
-            arns = by_cluster[cluster]
             try:
-                seen.update(self.ecs.describe(cluster, arns))
+                seen.update(self.ecs.describe(cluster, by_cluster[cluster]))
             except StartEnginesError as exc:
-                for job in jobs:
+                for job in waiting:
                     if job.engine.cluster == cluster:
                         job.fail(exc)
         for job in jobs:
-            if job.state == "watch" and job.engine.cluster in polled:
+            if job.state == "watch" and (job not in waiting or job.engine.cluster in polled):
                 self._guard(job, lambda job=job: self._advance(job, seen, request))  # type: ignore[misc]
 
     def _advance(self, job: StartJob, seen: dict[str, TaskInfo], request: StartRequest) -> None:
@@ -1097,13 +1105,14 @@ STARVED_AFTER = 5.0  # seconds; a cluster not polled for this long goes first
 class DescribeBudget:
     """At most `rate` DescribeTasks per second for the whole invocation (ECS throttles the
     account, not the caller). Each round spends what has accrued on the clusters whose tasks
-    are closest to RUNNING, then on those polled longest ago; none waits more than
-    STARVED_AFTER. One cluster is polled every round; five share the same rate."""
+    are closest to RUNNING, then on those polled longest ago; none waits much more than
+    STARVED_AFTER (starved clusters take turns). One cluster is polled every round; five share the same rate. It starts
+    empty: RunTask has just told the status, so the first poll waits a round."""
 
     def __init__(self, clock: Clock, rate: float) -> None:
         self.clock = clock
         self.rate = rate
-        self.tokens = 1.0
+        self.tokens = 0.0
         self.at = clock.now()
         self.polled: dict[str, float] = {}
 
@@ -1112,8 +1121,11 @@ class DescribeBudget:
         self.tokens = min(max(1.0, len(stages)), self.tokens + self.rate * (now - self.at))
         self.at = now
 
+        for cluster in stages:
+            self.polled.setdefault(cluster, now)  # a new cluster's tasks were just described
+
         def priority(cluster: str) -> tuple[bool, int, float]:
-            waited = now - self.polled.get(cluster, float("-inf"))
+            waited = now - self.polled[cluster]
             return (waited >= STARVED_AFTER, stages[cluster], waited)
 
         chosen = sorted(stages, key=priority, reverse=True)[: int(self.tokens)]

@@ -1,0 +1,1 @@
+"""Benchmarks on the embedded AWS: `make bench`. They print figures; they assert nothing."""
