@@ -119,6 +119,8 @@ def payload(args: argparse.Namespace) -> dict[str, Any]:
         body.update(waitForHealthy=args.wait_healthy, force=args.force, **{"async": args.no_wait})
         if args.count is not None:
             body["count"] = args.count
+    if args.command == "reap":
+        body["dryRun"] = args.dry_run
     if args.command == "stop":
         body.update(includeForeign=args.include_foreign, waitForDraining=args.drain)
         if args.task_id:
@@ -179,6 +181,8 @@ def summary(command: str, r: dict[str, Any]) -> str:
         return f"task {r['taskId']} at {r['privateIp']}:{r['port']}, health {r['healthStatus']}{reused}"
     if command == "start":
         return f"starting, task {r.get('taskId', '?')} is {r.get('lastStatus', '?')}; see `start-engines status {r.get('service')}`"
+    if command == "reap":
+        return f"{r.get('action')}: {r.get('reason')}"
     if command == "stop":
         return f"{r.get('status')}: {r.get('tasksStopped', 0)} task(s) stopped, {r.get('targetsDeregistered', 0)} target(s) deregistered"
     return f"{r.get('status')}: {len(r.get('registered', []))} registered, {len(r.get('deregistered', []))} stale removed"

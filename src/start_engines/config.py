@@ -37,6 +37,9 @@ ENGINE_KEYS: dict[str, str] = {
     "containerName": "CONTAINER_NAME",
     "maxTasks": "MAX_TASKS",
     "allowedOverrides": "ALLOWED_OVERRIDES",
+    "idleMinutes": "IDLE_MINUTES",
+    "minUptimeMinutes": "MIN_UPTIME_MINUTES",
+    "maxLifetimeHours": "MAX_LIFETIME_HOURS",
 }
 LIST_KEYS = frozenset({"targetGroupArns", "subnets", "securityGroups"})
 # What a start event may ask to override, if the engine's allowedOverrides names it.
@@ -58,6 +61,9 @@ NEVER_OVERRIDABLE = {"image": "RunTask has no image override; register a task de
 ASSIGN_PUBLIC_IP_VALUES = ("ENABLED", "DISABLED")
 MAX_NAME_IN_MESSAGE = 64
 DEFAULT_MAX_TASKS = 2
+DEFAULT_IDLE_MINUTES = 30.0  # engines exist to run only while used; null turns it off
+DEFAULT_MIN_UPTIME_MINUTES = 10.0
+OFF = ("", "off", "none", "null")
 RUN_TASK_MAX_COUNT = 10
 
 
@@ -74,6 +80,9 @@ class EngineConfig:
     container_name: str | None = None
     max_tasks: int = DEFAULT_MAX_TASKS
     allowed_overrides: frozenset[str] = frozenset()
+    idle_minutes: float | None = DEFAULT_IDLE_MINUTES  # None: never stopped for idleness
+    min_uptime_minutes: float = DEFAULT_MIN_UPTIME_MINUTES
+    max_lifetime_hours: float | None = None  # None: no hard limit
 
     @property
     def family(self) -> str:
@@ -190,6 +199,25 @@ def _as_count(value: Any, field: str, service: str) -> int:
             field=field,
         )
     return count
+
+
+def _as_minutes(value: Any, field: str, service: str, *, optional: bool) -> float | None:
+    """A non-negative duration; with `optional`, null/"off" means no limit."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in OFF):
+        if optional:
+            return None
+        raise ConfigError(f"{field} must be a number", service=service, field=field)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if isinstance(value, bool) or not 0 <= number < 10**6:
+        raise ConfigError(
+            f"{field} must be a non-negative number, got {describe_name(value)}",
+            service=service,
+            field=field,
+        )
+    return number
 
 
 def _as_overrides(value: Any, field: str, service: str) -> frozenset[str]:

@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 STARTED_BY = "start-engines"
 ENGINE_TAG = "start-engines:engine"
+LAST_START_TAG = "start-engines:last-start"  # a start that reused the task resets its idle clock
 LIVE_STATUSES = ("PROVISIONING", "PENDING", "ACTIVATING", "RUNNING")
 DESCRIBE_BATCH = 100  # DescribeTasks takes at most 100 tasks
 MAX_REASON = 255
@@ -53,6 +54,13 @@ class TaskInfo:
     exit_codes: tuple[tuple[str, int | None], ...] = ()
     task_definition_arn: str = ""
     version: int = 0
+    last_start: datetime | None = None
+
+    @property
+    def began(self) -> datetime | None:
+        """When the engine last started on this task: RUNNING, or a later start that reused it."""
+        times = [t for t in (self.started_at or self.created_at, self.last_start) if t is not None]
+        return max(times) if times else None
 
     @property
     def family(self) -> str:
@@ -106,6 +114,7 @@ class TaskInfo:
             ),
             task_definition_arn=task.get("taskDefinitionArn", ""),
             version=int(task.get("version", 0) or 0),
+            last_start=_parse_time(tags.get(LAST_START_TAG)),
         )
 
 
@@ -351,6 +360,15 @@ class ECSHandler:
             )
         ]
 
+    def mark_started(self, task: TaskInfo, at: datetime) -> None:
+        """Tag a reused task with the time of this start: the idle clock starts again."""
+        try:
+            self._ecs.tag_resource(
+                resourceArn=task.arn, tags=[{"key": LAST_START_TAG, "value": at.isoformat()}]
+            )
+        except AWS_ERRORS as exc:
+            raise translate(exc, f"TagResource {task.id}") from exc
+
     def list_tasks(self, cluster: str, *, started_by: str | None = STARTED_BY) -> list[str]:
         """Task ARNs of live tasks in a cluster (ours only, unless started_by is None)."""
         arns: list[str] = []
@@ -392,3 +410,12 @@ def running_or_raise(info: TaskInfo | None, task_arn: str, service: str | None) 
             details={"taskId": task_id, "lastStatus": info.last_status},
         )
     return info
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(value) if value else None
+    except ValueError:
+        return None

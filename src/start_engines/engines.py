@@ -28,14 +28,17 @@ from start_engines.event_publisher import ENGINE_READY, ENGINE_START_FAILED, ENG
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
+    from datetime import datetime
 
     from start_engines.aws import Clients
     from start_engines.clock import Clock
+    from start_engines.cloudwatch_handler import CloudWatchHandler, TrafficQuery
     from start_engines.config import EngineConfig, Environ, Settings
     from start_engines.ecs_handler import ECSHandler, TaskInfo
     from start_engines.event_publisher import EventPublisher
     from start_engines.events import (
         Command,
+        ReapRequest,
         StartRequest,
         StatusRequest,
         StopRequest,
@@ -159,6 +162,7 @@ class Engines:
         publisher: EventPublisher | None = None,
         environ: Environ | None = None,
         network: NetworkHandler | None = None,
+        cloudwatch: CloudWatchHandler | None = None,
     ) -> None:
         self.ecs = ecs
         self.targets = targets
@@ -168,10 +172,12 @@ class Engines:
         self.publisher = publisher
         self.environ = environ
         self.network = network
+        self.cloudwatch = cloudwatch
 
     @classmethod
     def build(cls, clients: Clients, clock: Clock, environ: Environ | None = None) -> Engines:
         """Engines wired to AWS through `clients`, configured from the environment."""
+        from start_engines.cloudwatch_handler import CloudWatchHandler
         from start_engines.ecs_handler import ECSHandler
         from start_engines.event_publisher import EventPublisher
         from start_engines.lease import Lease
@@ -190,11 +196,18 @@ class Engines:
             else None,
             environ=environ,
             network=NetworkHandler(clients.ec2),
+            cloudwatch=CloudWatchHandler(clients.cloudwatch),
         )
 
     def dispatch(self, command: Command, deadline: Deadline) -> Outcome:
         """Run any command; every front door (Lambda, CLI) comes through here."""
-        from start_engines.events import StartRequest, StatusRequest, StopRequest, SyncRequest
+        from start_engines.events import (
+            ReapRequest,
+            StartRequest,
+            StatusRequest,
+            StopRequest,
+            SyncRequest,
+        )
 
         if isinstance(command, StartRequest):
             return self.start(command, deadline)
@@ -204,6 +217,8 @@ class Engines:
             return self.status(command)
         if isinstance(command, SyncRequest):
             return self.sync(command)
+        if isinstance(command, ReapRequest):
+            return self.reap_idle(command, deadline)
         return self.on_task_state_change(command)
 
     # --- configuration -------------------------------------------------------------------
@@ -334,6 +349,8 @@ class Engines:
             logger.info(
                 "%s already has live task(s) %s; reusing", engine.name, [t.id for t in reuse]
             )
+            for task in reuse:  # this start resets the engine's idle clock
+                self.ecs.mark_started(task, self.clock.wall())
             self._watch(job, reuse, reused=True)
             return
         token = _client_token(request.event_id, engine.name)
@@ -982,6 +999,179 @@ class Engines:
             "targetGroupArns": removed,
         }
 
+    # --- scale to zero ------------------------------------------------------------------
+
+    def reap_idle(self, request: ReapRequest, deadline: Deadline) -> Outcome:
+        """Stop engines that had no traffic for their idleMinutes (after minUptimeMinutes), and
+        tasks past maxLifetimeHours. Traffic comes from CloudWatch in one GetMetricData call
+        for every engine. No datapoint at all because a target group is attached to no load
+        balancer keeps the engine: never stop on missing data."""
+        now = self.clock.wall()
+        decisions: list[dict[str, Any]] = []
+        candidates: list[tuple[EngineConfig, list[TaskInfo]]] = []
+        for engine in self._select(request.services):
+            if isinstance(engine, ConfigError):
+                continue
+            tasks = self.ecs.find_tasks(engine)
+            if tasks:
+                candidates.append((engine, tasks))
+        too_old = {
+            engine.name: [
+                t
+                for t in tasks
+                if engine.max_lifetime_hours is not None
+                and _age(t, now) >= engine.max_lifetime_hours * 3600
+            ]
+            for engine, tasks in candidates
+        }
+        traffic = self._traffic(candidates, now)
+        for engine, tasks in candidates:
+            for task in too_old[engine.name]:
+                reason = "max lifetime"
+                decisions.append(
+                    self._reap(engine, [task], reason, request, deadline, task_id=task.id)
+                )
+            rest = [t for t in tasks if t not in too_old[engine.name]]
+            if rest:
+                decisions.append(
+                    self._idle_decision(
+                        engine, rest, traffic.get(engine.name), now, request, deadline
+                    )
+                )
+        stopped = sum(len(d.get("taskIds", [])) for d in decisions if d["action"] == "stopped")
+        return Outcome(
+            200, {"results": decisions, "dryRun": request.dry_run, "tasksStopped": stopped}
+        )
+
+    def _idle_decision(
+        self,
+        engine: EngineConfig,
+        tasks: list[TaskInfo],
+        requests: float | str | None,
+        now: datetime,
+        request: ReapRequest,
+        deadline: Deadline,
+    ) -> dict[str, Any]:
+        def keep(reason: str, **extra: Any) -> dict[str, Any]:
+            return {
+                "service": engine.name,
+                "action": "kept",
+                "reason": reason,
+                "taskIds": [t.id for t in tasks],
+                **extra,
+            }
+
+        if engine.idle_minutes is None:
+            return keep("idle stop is off (idleMinutes null)")
+        age_minutes = min(_age(t, now) for t in tasks) / 60
+        if age_minutes < engine.min_uptime_minutes:
+            return keep(
+                f"started {age_minutes:.0f} min ago, under minUptimeMinutes {engine.min_uptime_minutes:g}"
+            )
+        if age_minutes < engine.idle_minutes:
+            return keep(
+                f"started {age_minutes:.0f} min ago, under idleMinutes {engine.idle_minutes:g}"
+            )
+        if isinstance(requests, str) or requests is None:
+            logger.warning("keeping %s: %s", engine.name, requests or "no traffic metrics")
+            return keep(f"no traffic metrics: {requests or 'unavailable'}")
+        if requests > 0:
+            return keep(
+                f"busy: {requests:g} requests in the last {engine.idle_minutes:g} min",
+                requests=requests,
+            )
+        return self._reap(engine, tasks, f"idle for {engine.idle_minutes:g} min", request, deadline)
+
+    def _reap(
+        self,
+        engine: EngineConfig,
+        tasks: list[TaskInfo],
+        reason: str,
+        request: ReapRequest,
+        deadline: Deadline,
+        task_id: str | None = None,
+    ) -> dict[str, Any]:
+        ids = [t.id for t in tasks]
+        if request.dry_run:
+            return {
+                "service": engine.name,
+                "action": "would-stop",
+                "reason": reason,
+                "taskIds": ids,
+            }
+        from start_engines.events import StopRequest
+
+        outcome = self.stop(
+            StopRequest(
+                services=(engine.name,), task_id=task_id, wait_for_draining=True, reason=reason
+            ),
+            deadline,
+        )
+        result = outcome.body["results"][0]
+        if outcome.status_code >= 400:
+            return {
+                "service": engine.name,
+                "action": "failed",
+                "reason": reason,
+                "error": result.get("error"),
+                "errorType": result.get("errorType", "Error"),
+            }
+        logger.info("reaped %s (%s): %s", engine.name, reason, result.get("taskIds"))
+        return {
+            "service": engine.name,
+            "action": "stopped",
+            "reason": reason,
+            "taskIds": result.get("taskIds", []),
+        }
+
+    def _traffic(
+        self, candidates: list[tuple[EngineConfig, list[TaskInfo]]], now: datetime
+    ) -> dict[str, float | str]:
+        """Requests (ALB) or flows (NLB) per engine over its idle window; a string says why
+        there is no figure. One GetMetricData call serves every engine."""
+        from datetime import timedelta
+
+        queries: list[TrafficQuery] = []
+        owner: dict[str, str] = {}
+        missing: dict[str, str] = {}
+        windows = [e.idle_minutes for e, _ in candidates if e.idle_minutes is not None]
+        if not windows or self.cloudwatch is None:
+            return {}
+        for engine, _ in candidates:
+            if engine.idle_minutes is None:
+                continue
+            for arn in engine.target_group_arns:
+                group = self.targets.describe_target_group(arn)
+                if group is None or not group.load_balancer_arns:
+                    missing[engine.name] = (
+                        f"target group {target_group_name(arn)} is attached to no load balancer"
+                    )
+                    continue
+                for query in traffic_queries(
+                    f"q{len(queries)}", arn, group.load_balancer_arns[0], group.protocol
+                ):
+                    queries.append(query)
+                    owner[query.id] = engine.name
+        try:
+            series = (
+                self.cloudwatch.series(queries, now - timedelta(minutes=max(windows)), now)
+                if queries
+                else {}
+            )
+        except StartEnginesError as exc:
+            logger.warning("no traffic metrics, keeping every engine: %s", exc.message)
+            return {engine.name: f"GetMetricData failed: {exc.message}" for engine, _ in candidates}
+        idle_minutes = {engine.name: engine.idle_minutes or 0.0 for engine, _ in candidates}
+        totals: dict[str, float | str] = {}
+        for query_id, points in series.items():
+            engine_name = owner[query_id]
+            since = now - timedelta(minutes=idle_minutes[engine_name])  # each engine its own window
+            totals[engine_name] = float(totals.get(engine_name, 0.0)) + sum(
+                v for at, v in points if at >= since
+            )
+        totals.update(missing)
+        return totals
+
     # --- pre-flight check ----------------------------------------------------------------
 
     def check(self) -> list[Problem]:
@@ -1206,6 +1396,30 @@ def _not_configured(error: ConfigError, implicit: bool) -> tuple[int, dict[str, 
     if implicit:
         return 200, {"service": error.service, "status": "not-configured", "reason": error.message}
     return error.status_code, error.to_body()
+
+
+def traffic_queries(
+    prefix: str, target_group_arn: str, load_balancer_arn: str, protocol: str
+) -> list[TrafficQuery]:
+    """ALB: RequestCount. NLB: NewFlowCount and ActiveFlowCount. Dimensions are ARN suffixes."""
+    from start_engines.cloudwatch_handler import TrafficQuery
+
+    group = target_group_arn.split(":", 5)[-1]
+    balancer = load_balancer_arn.split(":loadbalancer/", 1)[-1]
+    if balancer.startswith("net/") or protocol in ("TCP", "UDP", "TLS", "TCP_UDP"):
+        metrics = [("AWS/NetworkELB", "NewFlowCount"), ("AWS/NetworkELB", "ActiveFlowCount")]
+    else:
+        metrics = [("AWS/ApplicationELB", "RequestCount")]
+    return [
+        TrafficQuery(f"{prefix}x{i}", ns, name, group, balancer)
+        for i, (ns, name) in enumerate(metrics)
+    ]
+
+
+def _age(task: TaskInfo, now: datetime) -> float:
+    """Seconds since the engine last started on this task."""
+    began = task.began
+    return (now - began).total_seconds() if began else 0.0
 
 
 def state_of(targets: Sequence[TargetHealth], ip: str, port: int) -> str:

@@ -58,6 +58,14 @@ class SyncRequest:
 
 
 @dataclass(frozen=True)
+class ReapRequest:
+    """Stop idle engines and engines past their maximum lifetime."""
+
+    services: tuple[str, ...] | None
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
 class TaskStateChange:
     """An `aws.ecs` "ECS Task State Change" event."""
 
@@ -71,15 +79,18 @@ class TaskStateChange:
     private_ip: str | None = None
 
 
-Command = StartRequest | StopRequest | StatusRequest | SyncRequest | TaskStateChange
+Command = StartRequest | StopRequest | StatusRequest | SyncRequest | ReapRequest | TaskStateChange
 
 START_TYPES = frozenset({"Start ECS Task"})
 STOP_TYPES = frozenset({"Stop ECS Task", "Stop ECS Tasks"})
 STATUS_TYPES = frozenset({"ECS Task Status"})
 SYNC_TYPES = frozenset({"Sync Target Groups"})
+REAP_TYPES = frozenset({"Reap Idle Engines"})
 TASK_STATE_CHANGE = "ECS Task State Change"
-DETAIL_TYPES = START_TYPES | STOP_TYPES | STATUS_TYPES | SYNC_TYPES | {TASK_STATE_CHANGE}
-ACTIONS = ("start", "stop", "status", "sync")
+DETAIL_TYPES = (
+    START_TYPES | STOP_TYPES | STATUS_TYPES | SYNC_TYPES | REAP_TYPES | {TASK_STATE_CHANGE}
+)
+ACTIONS = ("start", "stop", "status", "sync", "reap")
 SCHEDULED_EVENT = "Scheduled Event"
 # API Gateway cuts an integration off after about 29-30 s; ?wait=true stays inside that.
 API_WAIT_BUDGET = 25.0
@@ -166,12 +177,17 @@ def _parse_eventbridge(event: Mapping[str, Any]) -> Command:
     if detail_type == TASK_STATE_CHANGE:
         return _task_state_change(detail)
     action = (
-        "start"
-        if detail_type in START_TYPES
-        else "stop"
-        if detail_type in STOP_TYPES
-        else "status"
-        if detail_type in STATUS_TYPES
+        next(
+            name
+            for name, types in (
+                ("start", START_TYPES),
+                ("stop", STOP_TYPES),
+                ("status", STATUS_TYPES),
+                ("reap", REAP_TYPES),
+            )
+            if detail_type in types
+        )
+        if detail_type not in SYNC_TYPES
         else "sync"
     )
     return _command(action, detail, "detail", event_id)
@@ -327,6 +343,10 @@ def _command(
             wait_for_draining=_optional_bool(fields, "waitForDraining", where),
             reason=reason or DEFAULT_STOP_REASON,
         )
+    if action == "reap":
+        _reject_unknown(fields, SELECT_KEYS | {"dryRun"}, where)
+        services, _ = _services(fields, where, required=False)
+        return ReapRequest(services, dry_run=_optional_bool(fields, "dryRun", where))
     _reject_unknown(fields, SELECT_KEYS, where)
     services, _ = _services(fields, where, required=False)
     return StatusRequest(services) if action == "status" else SyncRequest(services)

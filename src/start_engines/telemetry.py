@@ -2,7 +2,7 @@
 
 Per start: TimeToRunning, TimeToRegistered, TimeToHealthy (seconds; dimension Engine) and a
 Starts count with dimensions Engine and Outcome (Started, Reused, HandedOff, or the errorType).
-Per stop: TasksStopped with dimensions Engine and Reason.
+Per stop, and per engine the reaper stops: TasksStopped with dimensions Engine and Reason.
 """
 
 from __future__ import annotations
