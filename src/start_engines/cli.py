@@ -91,6 +91,15 @@ def parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, parents=[shared], help=text)
         command.add_argument("services", nargs="*", metavar="ENGINE")
 
+    reap = commands.add_parser(
+        "reap", parents=[shared], help="stop idle engines (all if none named)"
+    )
+    reap.add_argument("services", nargs="*", metavar="ENGINE")
+    reap.add_argument(
+        "--dry-run", action="store_true", help="report what would stop; change nothing"
+    )
+    reap.add_argument("--timeout", type=float, default=300.0)
+
     demo = commands.add_parser(
         "demo", parents=[shared], help="start `auth` on an embedded AWS emulator"
     )

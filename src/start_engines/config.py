@@ -310,6 +310,22 @@ def get_service_config(name: str, environ: Environ | None = None) -> EngineConfi
         allowed_overrides=_as_overrides(
             merged.get("allowedOverrides", ""), source("allowedOverrides"), key
         ),
+        idle_minutes=_as_minutes(
+            merged.get("idleMinutes", DEFAULT_IDLE_MINUTES),
+            source("idleMinutes"),
+            key,
+            optional=True,
+        ),
+        min_uptime_minutes=_as_minutes(
+            merged.get("minUptimeMinutes", DEFAULT_MIN_UPTIME_MINUTES),
+            source("minUptimeMinutes"),
+            key,
+            optional=False,
+        )
+        or 0.0,
+        max_lifetime_hours=_as_minutes(
+            merged.get("maxLifetimeHours"), source("maxLifetimeHours"), key, optional=True
+        ),
     )
 
 

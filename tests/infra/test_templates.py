@@ -16,7 +16,7 @@ import pytest
 from start_engines.clock import SystemClock
 from start_engines.config import engine_names, get_service_config
 from start_engines.engines import Engines
-from start_engines.events import StartRequest, parse_invocation
+from start_engines.events import ReapRequest, StartRequest, parse_invocation
 from start_engines.local import Emulator
 from tests.infra.stacks import ALB_TEMPLATE, ROOT, TEMPLATE, deploy, load, resources, translated_sam
 
@@ -96,6 +96,14 @@ def test_each_permission_is_scoped() -> None:
     register = by_action["elasticloadbalancing:RegisterTargets"]
     assert register is by_action["elasticloadbalancing:DeregisterTargets"]
     assert "Fn::Split" in register["Resource"]  # the engines' target groups, not "*"
+    tagging = next(
+        s
+        for s in statements("StartEnginesRole")
+        if s.get("Sid") == "ResetTheIdleClockOfReusedTasks"
+    )
+    assert [r["Fn::Sub"].rsplit(":", 1)[1] for r in tagging["Resource"]] == [
+        f"task/${{{engine}Cluster}}/*" for engine in ENGINES
+    ]
     pass_role = by_action["iam:PassRole"]
     assert pass_role["Resource"] == {"Ref": "TaskRoleArns"}
     assert pass_role["Condition"] == {
@@ -321,6 +329,10 @@ def test_deployed_rules(emulator: Emulator, deployed: Deployed) -> None:
     assert parse_invocation(json.loads(morning["Input"])).command == StartRequest(
         services=("auth", "pdf"), listed=True
     )
+    reap_rule = created["ReapRule"]["PhysicalResourceId"]
+    reap = events.list_targets_by_rule(Rule=reap_rule)["Targets"][0]
+    assert parse_invocation(json.loads(reap["Input"])).command == ReapRequest(None)
+    assert events.describe_rule(Name=reap_rule)["ScheduleExpression"] == "rate(5 minutes)"
     evening = events.list_targets_by_rule(Rule=created["EveningStopRule"]["PhysicalResourceId"])[
         "Targets"
     ][0]

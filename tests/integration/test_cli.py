@@ -107,3 +107,14 @@ def test_endpoint_url_flag(aws: Emulator, cli_env: dict[str, str]) -> None:
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["body"]["results"][0]["service"] == "auth"
     assert time.monotonic() - began < 60
+
+
+def test_reap_dry_run(aws: Emulator, cli_env: dict[str, str]) -> None:
+    assert cli(cli_env, "start", "fa").returncode == 0
+    aws.lifecycle.mutations.clear()
+    result = cli(cli_env, "reap", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("fa: kept: started ")
+    assert aws.lifecycle.mutations == []
+    answer = json.loads(cli(cli_env, "reap", "fa", "--dry-run", "--json").stdout)
+    assert answer["body"]["dryRun"] is True

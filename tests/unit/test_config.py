@@ -138,3 +138,39 @@ def test_settings_defaults_and_errors() -> None:
     with pytest.raises(ConfigError) as info:
         load_settings({"POLL_INTERVAL_SECONDS": "nan"})
     assert info.value.field == "POLL_INTERVAL_SECONDS"
+
+
+def test_scale_to_zero_settings() -> None:
+    engine = get_service_config("auth", env_for("auth"))
+    assert (engine.idle_minutes, engine.min_uptime_minutes, engine.max_lifetime_hours) == (
+        30.0,
+        10.0,
+        None,
+    )
+    tuned = get_service_config(
+        "auth",
+        env_for(
+            "auth",
+            AUTH_IDLE_MINUTES="off",
+            AUTH_MIN_UPTIME_MINUTES="3",
+            AUTH_MAX_LIFETIME_HOURS="8",
+        ),
+    )
+    assert (tuned.idle_minutes, tuned.min_uptime_minutes, tuned.max_lifetime_hours) == (
+        None,
+        3.0,
+        8.0,
+    )
+    from_json = get_service_config(
+        "pdf",
+        env_for(
+            "pdf", ENGINES_CONFIG=json.dumps({"pdf": {"idleMinutes": None, "maxLifetimeHours": 12}})
+        ),
+    )
+    assert (from_json.idle_minutes, from_json.max_lifetime_hours) == (None, 12.0)
+    with pytest.raises(ConfigError) as info:
+        get_service_config("auth", env_for("auth", AUTH_IDLE_MINUTES="-5"))
+    assert info.value.field == "AUTH_IDLE_MINUTES"
+    with pytest.raises(ConfigError) as info:
+        get_service_config("auth", env_for("auth", AUTH_MIN_UPTIME_MINUTES="off"))
+    assert info.value.field == "AUTH_MIN_UPTIME_MINUTES"
