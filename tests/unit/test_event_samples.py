@@ -10,6 +10,7 @@ import pytest
 
 from start_engines.errors import BadEvent, MethodNotAllowed, RouteNotFound
 from start_engines.events import (
+    ReapRequest,
     StartRequest,
     StatusRequest,
     StopRequest,
@@ -28,6 +29,7 @@ EXPECTED: dict[str, tuple[type, str]] = {
     "stop-all.json": (StopRequest, "eventbridge"),
     "status-auth.json": (StatusRequest, "eventbridge"),
     "sync-all.json": (SyncRequest, "eventbridge"),
+    "reap-idle.json": (ReapRequest, "eventbridge"),
     "schedule-morning-start.json": (StartRequest, "eventbridge"),
     "schedule-evening-stop.json": (StopRequest, "eventbridge"),
     "scheduled-event.json": (SyncRequest, "schedule"),
