@@ -262,42 +262,6 @@ class ECSHandler:
                 found[info.arn] = info
         return found
 
-    def poll_until_settled(
-        self,
-        tasks: Mapping[str, str],
-        deadline: Deadline,
-        interval: float,
-        on_update: Callable[[TaskInfo], None] | None = None,
-    ) -> dict[str, TaskInfo | None]:
-        """Poll task ARN -> cluster until each is RUNNING or stopped, or the deadline passes.
-
-        One DescribeTasks per cluster per round serves every task in flight. Returns the last
-        state seen of each task (None if ECS never knew it).
-        """
-        last: dict[str, TaskInfo | None] = dict.fromkeys(tasks)
-        pending = dict(tasks)
-        while pending:
-            by_cluster: dict[str, list[str]] = {}
-            for arn, cluster in pending.items():
-                by_cluster.setdefault(cluster, []).append(arn)
-            for cluster, arns in by_cluster.items():
-                seen = self.describe(cluster, arns)
-                for arn in arns:
-                    info = seen.get(arn)
-                    if info is None:
-                        pending.pop(arn)  # ECS no longer knows it
-                        continue
-                    previous = last[arn]
-                    last[arn] = info
-                    if on_update and (previous is None or previous.last_status != info.last_status):
-                        on_update(info)
-                    if info.is_running or info.is_stopped:
-                        pending.pop(arn)
-            if not pending or deadline.expired():
-                break
-            deadline.sleep(interval)
-        return last
-
     def wait_for_running(
         self,
         cluster: str,
@@ -306,10 +270,15 @@ class ECSHandler:
         *,
         interval: float,
         service: str | None = None,
-        on_update: Callable[[TaskInfo], None] | None = None,
     ) -> TaskInfo:
-        info = self.poll_until_settled({task_arn: cluster}, deadline, interval, on_update)[task_arn]
-        return running_or_raise(info, task_arn, service)
+        """Poll one task until RUNNING (returned), stopped (TaskStopped) or the deadline
+        (StartTimeout). Starts share a budgeted loop in engines.py; this serves one task."""
+        info: TaskInfo | None = None
+        while True:
+            info = self.describe(cluster, [task_arn]).get(task_arn)
+            if info is None or info.is_running or info.is_stopped or deadline.expired():
+                return running_or_raise(info, task_arn, service)
+            deadline.sleep(interval)
 
     def extract_ip(self, task: TaskInfo, service: str | None = None) -> str:
         """The ENI attachment's privateIPv4Address; DescribeNetworkInterfaces when it is missing."""

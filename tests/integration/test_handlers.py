@@ -75,3 +75,34 @@ def test_wait_for_running_bounded_and_reports_why(aws: Emulator, clock: ManualCl
     with pytest.raises(StartTimeout):
         ecs.wait_for_running(engine.cluster, stuck.arn, Deadline.after(clock, 5), interval=0.5)
     assert clock.now() - began == pytest.approx(5.0)
+
+
+def test_wait_for_healthy_is_bounded(aws: Emulator, clock: ManualClock) -> None:
+    clients = aws.clients()
+    ecs, targets = ECSHandler(clients.ecs, lambda: clients.ec2), TargetGroupHandler(clients.elbv2)
+    engine = get_service_config("users")
+    (task,) = ecs.start_task(engine)
+    running = ecs.wait_for_running(
+        engine.cluster, task.arn, Deadline.after(clock, 30), interval=0.5
+    )
+    assert running.private_ip is not None
+    targets.register_target(engine.target_group_arns, running.private_ip, engine.port)
+    began = clock.now()
+    with pytest.raises(StartTimeout) as info:  # ALB health checks need 10 s here
+        targets.wait_for_healthy(
+            engine.target_group_arns,
+            running.private_ip,
+            engine.port,
+            Deadline.after(clock, 4),
+            interval=1,
+        )
+    assert info.value.details["healthStatus"] == {engine.target_group_arn: "initial"}
+    assert clock.now() - began == pytest.approx(4.0)
+    states = targets.wait_for_healthy(
+        engine.target_group_arns,
+        running.private_ip,
+        engine.port,
+        Deadline.after(clock, 30),
+        interval=1,
+    )
+    assert states == {engine.target_group_arn: "healthy"}
