@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from start_engines.local import Emulator
@@ -74,7 +75,7 @@ class EventCapture:
         clients = aws.clients()
         self._sqs = clients._client("sqs")
         events = clients.events
-        name = f"capture-{bus}"
+        name = f"capture-{bus}-{uuid.uuid4().hex[:8]}"  # its own queue: nothing from other tests
         self.queue_url = self._sqs.create_queue(QueueName=name)["QueueUrl"]
         queue_arn = self._sqs.get_queue_attributes(
             QueueUrl=self.queue_url, AttributeNames=["QueueArn"]
