@@ -230,12 +230,12 @@ class Engines:
         """The engines a request names (every one if None). Unknown names fail the whole
         request before anything is touched; an engine that is not configured is returned as
         its ConfigError so the others still proceed."""
-        if names is not None:
-            for name in names:
-                if name.strip().lower() not in engine_names(self.environ):
-                    self.engine(name)  # raises UnknownEngine with the valid names
+        known = engine_names(self.environ)
+        for name in names or ():
+            if name.strip().lower() not in known:
+                self.engine(name)  # raises UnknownEngine with the valid names
         selected: list[EngineConfig | ConfigError] = []
-        for name in names if names is not None else engine_names(self.environ):
+        for name in names if names is not None else known:
             try:
                 selected.append(self.engine(name))
             except ConfigError as exc:
