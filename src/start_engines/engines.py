@@ -362,13 +362,8 @@ class Engines:
         )
         job.started = [t.arn for t in started]
         for task in started:
-            _progress(
-                job,
-                "RunTask",
-                f"RunTask accepted: task {task.id} is {task.last_status}",
-                self.clock.now() - job.began,
-                taskId=task.id,
-                lastStatus=task.last_status,
+            self._task_progress(
+                job, "RunTask", f"RunTask accepted: task {task.id} is {task.last_status}", task
             )
         if self.lease is not None and job.lease_owner:
             self.lease.record_tasks(engine.name, job.lease_owner, job.started)
@@ -498,6 +493,10 @@ class Engines:
             if job.state == "watch" and (job not in waiting or job.engine.cluster in polled):
                 self._guard(job, lambda job=job: self._advance(job, seen, request))  # type: ignore[misc]
 
+    def _task_progress(self, job: StartJob, step: str, text: str, task: TaskInfo) -> None:
+        elapsed = self.clock.now() - job.began
+        _progress(job, step, text, elapsed, taskId=task.id, lastStatus=task.last_status)
+
     def _advance(self, job: StartJob, seen: dict[str, TaskInfo], request: StartRequest) -> None:
         for arn, previous in list(job.tasks.items()):
             info = seen.get(arn)
@@ -507,13 +506,8 @@ class Engines:
                 else info
             )
             if current.last_status != previous.last_status:
-                _progress(
-                    job,
-                    "status",
-                    f"task {current.id} is {current.last_status}",
-                    self.clock.now() - job.began,
-                    taskId=current.id,
-                    lastStatus=current.last_status,
+                self._task_progress(
+                    job, "status", f"task {current.id} is {current.last_status}", current
                 )
             job.tasks[arn] = current
         if not all(t.is_running for t in job.tasks.values()):
