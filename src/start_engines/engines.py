@@ -90,6 +90,11 @@ class StartJob:
     error: StartEnginesError | None = None
 
     @property
+    def already_running(self) -> bool:
+        """Every task of this start was already live; this invocation ran none."""
+        return self.reused and not self.started
+
+    @property
     def active(self) -> bool:
         return self.state not in ("done", "failed", "handed-off")
 
@@ -106,7 +111,7 @@ class StartJob:
             "listen for the 'Engine Ready' event",
             "service": self.engine.name,
             "statusUrl": f"/engines/{self.engine.name}",
-            "reused": self.reused and not self.started,
+            "reused": self.already_running,
         }
         if first is not None:
             body.update(taskArn=first.arn, taskId=first.id, lastStatus=first.last_status)
@@ -119,7 +124,7 @@ class StartJob:
         ip = self.ips[first.arn]
         body: dict[str, Any] = {
             "message": f"Engine '{engine.name}' "
-            + ("already running" if self.reused and not self.started else "started")
+            + ("already running" if self.already_running else "started")
             + f" at {ip}:{engine.port}",
             "service": engine.name,
             "taskArn": first.arn,
@@ -129,7 +134,7 @@ class StartJob:
             "containerName": self.container,
             "targetGroupArn": primary,
             "healthStatus": self.health[first.arn][primary],
-            "reused": self.reused and not self.started,
+            "reused": self.already_running,
             "timings": self.timings,
         }
         if len(engine.target_group_arns) > 1:
@@ -365,12 +370,8 @@ class Engines:
             self._task_progress(
                 job, "RunTask", f"RunTask accepted: task {task.id} is {task.last_status}", task
             )
-        if self.lease is not None and job.lease_owner:
-            self.lease.record_tasks(engine.name, job.lease_owner, job.started)
-            if request.event_id:
-                self.lease.remember_event(
-                    request.event_id, engine.name, job.started, self.clock.wall()
-                )
+        if self.lease is not None and request.event_id:
+            self.lease.remember_event(request.event_id, engine.name, job.started, self.clock.wall())
         self._watch(job, [*reuse, *started], reused=bool(reuse))
 
     def _watch(self, job: StartJob, tasks: Iterable[TaskInfo], reused: bool) -> None:
@@ -706,9 +707,9 @@ class Engines:
                 logger.warning(
                     "draining did not finish in %ss; stopping anyway", self.settings.drain_timeout
                 )
-        by_service = {body.get("service"): body for _, body in results}
+        position = {body.get("service"): i for i, (_, body) in enumerate(results)}
         for engine, tasks, _ in plans:
-            body = by_service[engine.name]
+            body = results[position[engine.name]][1]
             try:
                 stopped = [
                     t.id for t in tasks if self.ecs.stop_task(engine.cluster, t.arn, request.reason)
@@ -735,6 +736,7 @@ class Engines:
                     )
             except StartEnginesError as exc:
                 body.update(exc.to_body(), status="failed")
+                results[position[engine.name]] = (exc.status_code, body)
         outcome = combine(results)
         outcome.body["tasksStopped"] = sum(b.get("tasksStopped", 0) for _, b in results)
         outcome.body["targetsDeregistered"] = sum(

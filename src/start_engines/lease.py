@@ -33,7 +33,6 @@ class LeaseHolder:
     owner: str
     state: str
     expires_at: float
-    task_arns: tuple[str, ...] = ()
     error: str | None = None
 
 
@@ -71,12 +70,8 @@ class Lease:
             owner=item.get("owner", {}).get("S", ""),
             state=item.get("state", {}).get("S", "starting"),
             expires_at=float(item.get("expiresAt", {}).get("N", "0")),
-            task_arns=tuple(item.get("taskArns", {}).get("SS", [])),
             error=item.get("error", {}).get("S"),
         )
-
-    def record_tasks(self, engine: str, owner: str, task_arns: Sequence[str]) -> None:
-        self._update_own(engine, owner, "SET taskArns = :arns", {":arns": {"SS": list(task_arns)}})
 
     def release(self, engine: str, owner: str) -> None:
         try:

@@ -185,3 +185,23 @@ def test_deadline_in_async_mode_hands_over_to_the_task_state_entry_point(
         state_change_event(aws, "auth-cluster", task_arn), LambdaContext(clock, 60)
     )
     assert_nothing_orphaned(aws)
+
+
+def test_stop_task_refused_is_a_failed_answer(
+    aws: Emulator, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    invoke(start_event("fa"))
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise ECSException("AccessDeniedException", "not authorized to perform ecs:StopTask")
+
+    monkeypatch.setattr(EC2ContainerServiceBackend, "stop_task", refuse)
+    response = invoke({"detail-type": "Stop ECS Task", "detail": {"service": "fa"}})
+    assert response["statusCode"] == 500
+    result = response["body"]["results"][0]
+    assert (result["statusCode"], result["status"], result["awsErrorCode"]) == (
+        500,
+        "failed",
+        "AccessDeniedException",
+    )
+    assert response["body"]["failed"] == 1
