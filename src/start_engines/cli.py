@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
 from start_engines.clock import Deadline, SystemClock
 from start_engines.errors import BadEvent, StartEnginesError
+from start_engines.progress import show_progress
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -20,30 +20,6 @@ if TYPE_CHECKING:
     from start_engines.engines import Engines, Outcome
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
-
-
-class ProgressPrinter(logging.Handler):
-    """Shows the start's progress records as they happen: status, elapsed time, IP, health."""
-
-    def __init__(self, stream: TextIO) -> None:
-        super().__init__(logging.INFO)
-        self.stream = stream
-
-    def emit(self, record: logging.LogRecord) -> None:
-        progress = getattr(record, "progress", None)
-        if isinstance(progress, dict):
-            print(
-                f"  [{progress.get('elapsed', 0):5.1f}s] {record.getMessage()}",
-                file=self.stream,
-                flush=True,
-            )
-
-
-def show_progress(stream: TextIO) -> None:
-    engines_logger = logging.getLogger("start_engines.engines")
-    engines_logger.addHandler(ProgressPrinter(stream))
-    engines_logger.setLevel(logging.INFO)
-    engines_logger.propagate = False
 
 
 def common_options(parser: argparse.ArgumentParser, suppress: bool) -> None:

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +36,9 @@ from start_engines.events import (
 )
 
 logger = Logger(service="start-engines")
-# Library modules log through logging.getLogger(__name__); give them the same JSON output.
+# Library modules log through logging.getLogger(__name__), below the package's logger; give it
+# the same JSON output. It must exist first: the use cases are imported only when needed.
+logging.getLogger("start_engines")
 copy_config_to_registered_loggers(source_logger=logger, include={"start_engines"})
 
 DEFAULT_REMAINING_SECONDS = 900.0  # no context (direct call): Lambda's maximum

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from start_engines.engines import DescribeBudget
+from start_engines.engines.budget import DescribeBudget
 from start_engines.local import ManualClock
 
 ROUND = 0.7

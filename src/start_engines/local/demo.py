@@ -12,6 +12,7 @@ from typing import Any, TextIO
 from start_engines.clock import SystemClock
 from start_engines.local.context import LambdaContext
 from start_engines.local.emulator import Emulator
+from start_engines.progress import show_progress
 
 SEED_EVENT = {
     "version": "0",
@@ -24,8 +25,6 @@ SEED_EVENT = {
 
 def _quiet_json_logs(out: TextIO) -> None:
     """The Lambda logs JSON for CloudWatch; here a person reads, so show progress lines."""
-    from start_engines.cli import show_progress
-
     for name in list(logging.root.manager.loggerDict):
         if name.startswith("start_engines") or name == "start-engines":
             logging.getLogger(name).handlers.clear()

@@ -1,0 +1,114 @@
+"""Pre-flight check: everything a start would trip over, for every engine, before any task runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from start_engines.config import env_prefix
+from start_engines.engines.outcome import target_group_name
+from start_engines.errors import ConfigError, StartEnginesError
+
+if TYPE_CHECKING:
+    from start_engines.config import EngineConfig
+    from start_engines.engines.context import Context
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A pre-flight finding: what is wrong with an engine and how to fix it."""
+
+    service: str
+    severity: str  # error or warning
+    problem: str
+    fix: str
+
+
+def check(ctx: Context) -> list[Problem]:
+    """Everything a start would trip over, for every engine, before any task runs."""
+    found: list[Problem] = []
+    for engine in ctx.select(None):
+        if isinstance(engine, ConfigError):
+            fix = f"set {engine.field}" if engine.field else "fix the configuration"
+            found.append(
+                Problem(
+                    str(engine.service),
+                    "warning",
+                    engine.message,
+                    fix + " (or ignore an engine you do not run)",
+                )
+            )
+            continue
+        try:
+            found += check_engine(ctx, engine)
+        except StartEnginesError as exc:
+            found.append(
+                Problem(
+                    engine.name,
+                    "error",
+                    exc.message,
+                    "check the credentials and region, then the resource",
+                )
+            )
+    return found
+
+
+def check_engine(ctx: Context, engine: EngineConfig) -> list[Problem]:
+    found: list[Problem] = []
+    prefix = env_prefix(engine.name)
+
+    def problem(text: str, fix: str, severity: str = "error") -> None:
+        found.append(Problem(engine.name, severity, text, fix))
+
+    if not ctx.ecs.cluster_exists(engine.cluster):
+        problem(f"cluster {engine.cluster} does not exist", f"create it or set {prefix}_CLUSTER")
+    for arn in engine.target_group_arns:
+        group = ctx.targets.describe_target_group(arn)
+        if group is None:
+            problem(
+                f"target group {arn} does not exist",
+                f"create it (infra/alb.yaml) or fix {prefix}_TARGET_GROUP_ARN",
+            )
+            continue
+        if group.target_type != "ip":
+            problem(
+                f"target group {target_group_name(arn)} has target type {group.target_type}; "
+                "Fargate tasks (awsvpc) register by IP",
+                "recreate it with TargetType ip",
+            )
+        if not group.load_balancer_arns:
+            problem(
+                f"target group {target_group_name(arn)} is attached to no listener, so no traffic reaches it",
+                "add a listener rule that forwards to it (infra/alb.yaml adds /api/<engine>/*)",
+            )
+    try:
+        definition = ctx.ecs.task_definition(engine)
+    except StartEnginesError as exc:
+        problem(exc.message, f"register it or fix {prefix}_TASK_DEF")
+    else:
+        if "FARGATE" not in definition.compatibilities:
+            problem(
+                f"task definition {engine.task_definition} is not FARGATE-compatible "
+                f"(requiresCompatibilities {list(definition.compatibilities)})",
+                "add FARGATE to requiresCompatibilities",
+            )
+        if definition.network_mode != "awsvpc":
+            problem(
+                f"task definition {engine.task_definition} uses network mode {definition.network_mode}",
+                "use networkMode awsvpc (Fargate requires it)",
+            )
+        if engine.port not in definition.container_ports:
+            problem(
+                f"port {engine.port} is no containerPort of {engine.task_definition} "
+                f"(it has {list(definition.container_ports)})",
+                f"set {prefix}_PORT to the container's port",
+            )
+    if ctx.network is not None:
+        for subnet in ctx.network.missing_subnets(engine.subnets):
+            problem(f"subnet {subnet} does not exist", f"fix {prefix}_SUBNETS or SUBNETS")
+        for group_id in ctx.network.missing_security_groups(engine.security_groups):
+            problem(
+                f"security group {group_id} does not exist",
+                f"fix {prefix}_SECURITY_GROUPS or SECURITY_GROUPS",
+            )
+    return found

@@ -1,0 +1,220 @@
+"""Reap: stop engines that had no traffic for their idleMinutes (after minUptimeMinutes), and
+tasks past maxLifetimeHours. Traffic comes from CloudWatch in one GetMetricData call for
+every engine. No datapoint at all because a target group is attached to no load balancer
+keeps the engine: never stop on missing data."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from start_engines.engines.outcome import Outcome, target_group_name
+from start_engines.engines.stop import stop
+from start_engines.errors import ConfigError, StartEnginesError
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from start_engines.clock import Deadline
+    from start_engines.cloudwatch_handler import TrafficQuery
+    from start_engines.config import EngineConfig
+    from start_engines.ecs_handler import TaskInfo
+    from start_engines.engines.context import Context
+    from start_engines.events import ReapRequest
+
+logger = logging.getLogger(__name__)
+
+
+def reap_idle(ctx: Context, request: ReapRequest, deadline: Deadline) -> Outcome:
+    """Stop engines that had no traffic for their idleMinutes (after minUptimeMinutes), and
+    tasks past maxLifetimeHours. Traffic comes from CloudWatch in one GetMetricData call
+    for every engine. No datapoint at all because a target group is attached to no load
+    balancer keeps the engine: never stop on missing data."""
+    now = ctx.clock.wall()
+    decisions: list[dict[str, Any]] = []
+    candidates: list[tuple[EngineConfig, list[TaskInfo]]] = []
+    for engine in ctx.select(request.services):
+        if isinstance(engine, ConfigError):
+            continue
+        tasks = ctx.ecs.find_tasks(engine)
+        if tasks:
+            candidates.append((engine, tasks))
+    too_old = {
+        engine.name: [
+            t
+            for t in tasks
+            if engine.max_lifetime_hours is not None
+            and _age(t, now) >= engine.max_lifetime_hours * 3600
+        ]
+        for engine, tasks in candidates
+    }
+    traffic = traffic_by_engine(ctx, candidates, now)
+    for engine, tasks in candidates:
+        for task in too_old[engine.name]:
+            reason = "max lifetime"
+            decisions.append(reap(ctx, engine, [task], reason, request, deadline, task_id=task.id))
+        rest = [t for t in tasks if t not in too_old[engine.name]]
+        if rest:
+            decisions.append(
+                idle_decision(ctx, engine, rest, traffic.get(engine.name), now, request, deadline)
+            )
+    stopped = sum(len(d.get("taskIds", [])) for d in decisions if d["action"] == "stopped")
+    return Outcome(200, {"results": decisions, "dryRun": request.dry_run, "tasksStopped": stopped})
+
+
+def idle_decision(
+    ctx: Context,
+    engine: EngineConfig,
+    tasks: list[TaskInfo],
+    requests: float | str | None,
+    now: datetime,
+    request: ReapRequest,
+    deadline: Deadline,
+) -> dict[str, Any]:
+    def keep(reason: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "service": engine.name,
+            "action": "kept",
+            "reason": reason,
+            "taskIds": [t.id for t in tasks],
+            **extra,
+        }
+
+    if engine.idle_minutes is None:
+        return keep("idle stop is off (idleMinutes null)")
+    age_minutes = min(_age(t, now) for t in tasks) / 60
+    if age_minutes < engine.min_uptime_minutes:
+        return keep(
+            f"started {age_minutes:.0f} min ago, under minUptimeMinutes {engine.min_uptime_minutes:g}"
+        )
+    if age_minutes < engine.idle_minutes:
+        return keep(f"started {age_minutes:.0f} min ago, under idleMinutes {engine.idle_minutes:g}")
+    if isinstance(requests, str) or requests is None:
+        logger.warning("keeping %s: %s", engine.name, requests or "no traffic metrics")
+        return keep(f"no traffic metrics: {requests or 'unavailable'}")
+    if requests > 0:
+        return keep(
+            f"busy: {requests:g} requests in the last {engine.idle_minutes:g} min",
+            requests=requests,
+        )
+    return reap(ctx, engine, tasks, f"idle for {engine.idle_minutes:g} min", request, deadline)
+
+
+def reap(
+    ctx: Context,
+    engine: EngineConfig,
+    tasks: list[TaskInfo],
+    reason: str,
+    request: ReapRequest,
+    deadline: Deadline,
+    task_id: str | None = None,
+) -> dict[str, Any]:
+    ids = [t.id for t in tasks]
+    if request.dry_run:
+        return {
+            "service": engine.name,
+            "action": "would-stop",
+            "reason": reason,
+            "taskIds": ids,
+        }
+    from start_engines.events import StopRequest
+
+    outcome = stop(
+        ctx,
+        StopRequest(
+            services=(engine.name,), task_id=task_id, wait_for_draining=True, reason=reason
+        ),
+        deadline,
+    )
+    result = outcome.body["results"][0]
+    if outcome.status_code >= 400:
+        return {
+            "service": engine.name,
+            "action": "failed",
+            "reason": reason,
+            "error": result.get("error"),
+            "errorType": result.get("errorType", "Error"),
+        }
+    logger.info("reaped %s (%s): %s", engine.name, reason, result.get("taskIds"))
+    return {
+        "service": engine.name,
+        "action": "stopped",
+        "reason": reason,
+        "taskIds": result.get("taskIds", []),
+    }
+
+
+def traffic_by_engine(
+    ctx: Context, candidates: list[tuple[EngineConfig, list[TaskInfo]]], now: datetime
+) -> dict[str, float | str]:
+    """Requests (ALB) or flows (NLB) per engine over its idle window; a string says why
+    there is no figure. One GetMetricData call serves every engine."""
+    from datetime import timedelta
+
+    queries: list[TrafficQuery] = []
+    owner: dict[str, str] = {}
+    missing: dict[str, str] = {}
+    windows = [e.idle_minutes for e, _ in candidates if e.idle_minutes is not None]
+    if not windows or ctx.cloudwatch is None:
+        return {}
+    for engine, _ in candidates:
+        if engine.idle_minutes is None:
+            continue
+        for arn in engine.target_group_arns:
+            group = ctx.targets.describe_target_group(arn)
+            if group is None or not group.load_balancer_arns:
+                missing[engine.name] = (
+                    f"target group {target_group_name(arn)} is attached to no load balancer"
+                )
+                continue
+            for query in traffic_queries(
+                f"q{len(queries)}", arn, group.load_balancer_arns[0], group.protocol
+            ):
+                queries.append(query)
+                owner[query.id] = engine.name
+    try:
+        series = (
+            ctx.cloudwatch.series(queries, now - timedelta(minutes=max(windows)), now)
+            if queries
+            else {}
+        )
+    except StartEnginesError as exc:
+        logger.warning("no traffic metrics, keeping every engine: %s", exc.message)
+        return {engine.name: f"GetMetricData failed: {exc.message}" for engine, _ in candidates}
+    idle_minutes = {engine.name: engine.idle_minutes or 0.0 for engine, _ in candidates}
+    totals: dict[str, float | str] = {}
+    for query_id, points in series.items():
+        engine_name = owner[query_id]
+        since = now - timedelta(minutes=idle_minutes[engine_name])  # each engine its own window
+        totals[engine_name] = float(totals.get(engine_name, 0.0)) + sum(
+            v for at, v in points if at >= since
+        )
+    totals.update(missing)
+    return totals
+
+
+# --- pre-flight check ----------------------------------------------------------------
+
+
+def traffic_queries(
+    prefix: str, target_group_arn: str, load_balancer_arn: str, protocol: str
+) -> list[TrafficQuery]:
+    """ALB: RequestCount. NLB: NewFlowCount and ActiveFlowCount. Dimensions are ARN suffixes."""
+    from start_engines.cloudwatch_handler import TrafficQuery
+
+    group = target_group_arn.split(":", 5)[-1]
+    balancer = load_balancer_arn.split(":loadbalancer/", 1)[-1]
+    if balancer.startswith("net/") or protocol in ("TCP", "UDP", "TLS", "TCP_UDP"):
+        metrics = [("AWS/NetworkELB", "NewFlowCount"), ("AWS/NetworkELB", "ActiveFlowCount")]
+    else:
+        metrics = [("AWS/ApplicationELB", "RequestCount")]
+    return [
+        TrafficQuery(f"{prefix}x{i}", ns, name, group, balancer)
+        for i, (ns, name) in enumerate(metrics)
+    ]
+
+
+def _age(task: TaskInfo, now: datetime) -> float:
+    """Seconds since the engine last started on this task."""
+    began = task.began
+    return (now - began).total_seconds() if began else 0.0

@@ -1,0 +1,145 @@
+"""Reconcile: keep target groups true to an ECS Task State Change. Events come at least once
+and out of order, so the task's current state (DescribeTasks) decides, not the event."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from start_engines.ecs_handler import STARTED_BY
+from start_engines.engines.outcome import Outcome
+from start_engines.event_publisher import ENGINE_READY, ENGINE_START_FAILED, ENGINE_STOPPED
+
+if TYPE_CHECKING:
+    from start_engines.config import EngineConfig
+    from start_engines.ecs_handler import TaskInfo
+    from start_engines.engines.context import Context
+    from start_engines.events import TaskStateChange
+
+logger = logging.getLogger(__name__)
+
+
+def on_task_state_change(ctx: Context, change: TaskStateChange) -> Outcome:
+    task_id = change.task_arn.rsplit("/", 1)[-1]
+    base: dict[str, Any] = {
+        "taskId": task_id,
+        "eventLastStatus": change.last_status,
+        "eventVersion": change.version,
+    }
+    if change.started_by != STARTED_BY:
+        logger.debug(
+            "ignoring task %s: started by %r, not start-engines", task_id, change.started_by
+        )
+        return Outcome(200, {**base, "action": "ignored", "reason": "not started by start-engines"})
+    cluster = change.cluster_arn.rsplit("/", 1)[-1]
+    current = ctx.ecs.describe(cluster, [change.task_arn]).get(change.task_arn)
+    engine = ctx.engine_of(current, cluster, change.task_definition_arn)
+    if engine is None:
+        logger.debug("ignoring task %s: no configured engine runs in %s", task_id, cluster)
+        return Outcome(
+            200, {**base, "action": "ignored", "reason": "no configured engine for this task"}
+        )
+    base.update(
+        service=engine.name,
+        lastStatus=current.last_status if current else "MISSING",
+        version=current.version if current else None,
+    )
+    if current is not None and current.is_live and current.is_running:
+        return Outcome(200, _running(ctx, engine, current, base))
+    if current is None or current.is_stopped or current.desired_status == "STOPPED":
+        return Outcome(200, _stopped(ctx, engine, current, change, base))
+    return Outcome(200, {**base, "action": "none", "reason": "the task is still starting"})
+
+
+def _running(
+    ctx: Context, engine: EngineConfig, task: TaskInfo, base: dict[str, Any]
+) -> dict[str, Any]:
+    """Register a RUNNING task where it is missing; that completes an asynchronous start."""
+    ip = ctx.ecs.extract_ip(task, engine.name)
+    before = ctx.targets.health_of(engine.target_group_arns, ip, engine.port, engine.name)
+    missing = [g for g, state in before.items() if state in ("unregistered", "unused", "draining")]
+    if not missing:
+        return {**base, "action": "already-registered", "privateIp": ip, "targetGroupArns": []}
+    ctx.targets.register_target(missing, ip, engine.port, engine.name)
+    logger.info(
+        "task %s of %s is RUNNING; registered in %d missing group(s)",
+        task.id,
+        engine.name,
+        len(missing),
+    )
+    health = ctx.targets.health_of(engine.target_group_arns, ip, engine.port, engine.name)
+    primary = engine.target_group_arns[0]
+    ctx.publish(
+        ENGINE_READY,
+        {
+            "message": f"Engine '{engine.name}' started at {ip}:{engine.port}",
+            "service": engine.name,
+            "taskArn": task.arn,
+            "taskId": task.id,
+            "privateIp": ip,
+            "port": engine.port,
+            "targetGroupArn": primary,
+            "healthStatus": health[primary],
+        },
+    )
+    return {**base, "action": "registered", "privateIp": ip, "targetGroupArns": missing}
+
+
+def _stopped(
+    ctx: Context,
+    engine: EngineConfig,
+    task: TaskInfo | None,
+    change: TaskStateChange,
+    base: dict[str, Any],
+) -> dict[str, Any]:
+    """Deregister a task that is stopping, unless its IP already serves another live task."""
+    if (
+        task is not None
+        and task.is_stopped
+        and task.started_at is None
+        and not (task.stopped_reason or "").startswith("start-engines:")
+    ):
+        exit_codes = dict(task.exit_codes)
+        ctx.publish(
+            ENGINE_START_FAILED,
+            {
+                "error": f"task {task.id} stopped before it ran: {task.stopped_reason}",
+                "errorType": "TaskStopped",
+                "service": engine.name,
+                "taskId": task.id,
+                "taskArn": task.arn,
+                "stoppedReason": task.stopped_reason,
+                "stopCode": task.stop_code,
+                "exitCodes": exit_codes,
+            },
+        )
+    ip = (task.private_ip if task else None) or change.private_ip
+    if not ip:
+        return {**base, "action": "none", "reason": "the task has no IP"}
+    if any(t.private_ip == ip for t in ctx.ecs.find_tasks(engine) if t.arn != change.task_arn):
+        return {**base, "action": "none", "reason": f"{ip} now belongs to another live task"}
+    removed = ctx.targets.deregister_target(engine.target_group_arns, ip, engine.port, engine.name)
+    logger.info(
+        "task %s of %s is stopping; deregistered from %d group(s)",
+        base["taskId"],
+        engine.name,
+        len(removed),
+    )
+    if removed and task is not None and task.started_at is not None:
+        ctx.publish(
+            ENGINE_STOPPED,
+            {
+                "service": engine.name,
+                "status": "stopped",
+                "taskIds": [task.id],
+                "tasksStopped": 1,
+                "targetsDeregistered": len(removed),
+                "reason": task.stopped_reason,
+            },
+        )
+    return {
+        **base,
+        "action": "deregistered" if removed else "already-deregistered",
+        "privateIp": ip,
+        "targetGroupArns": removed,
+    }
