@@ -1,5 +1,5 @@
 """The emulator's own ECS model, through the ECS API: StopTask's slow, realistic walk to
-STOPPED."""
+STOPPED, and tasks DescribeTasks and ListTasks do not see yet."""
 
 from __future__ import annotations
 
@@ -171,3 +171,37 @@ def test_task_stopped_while_provisioning_skips_the_grace(aws: Emulator, clock: M
     assert [(c["lastStatus"], c.get("exitCode")) for c in stopped["containers"]] == [
         ("STOPPED", None)
     ]
+
+
+# --- eventual consistency ----------------------------------------------------------------
+
+
+def test_invisible_task_is_missing_then_shows_up(aws: Emulator, clock: ManualClock) -> None:
+    seen = run_foreign_task(aws, CLUSTER, FAMILY)
+    aws.lifecycle.plan_next(invisible_for=5.0)
+    hidden = run_foreign_task(aws, CLUSTER, FAMILY)  # RunTask itself answers with the task
+
+    found = describe(aws, seen, hidden)
+    assert [t["taskArn"] for t in found["tasks"]] == [seen]
+    assert found["failures"] == [{"arn": hidden, "reason": "MISSING"}]
+    assert listed(aws) == [seen]
+
+    clock.advance(4.0)
+    assert describe(aws, hidden)["tasks"] == []
+    assert hidden not in listed(aws)
+
+    clock.advance(1.5)  # it kept starting while unseen
+    found = describe(aws, seen, hidden)
+    assert [(t["taskArn"], t["lastStatus"]) for t in found["tasks"]] == [
+        (seen, "RUNNING"),
+        (hidden, "RUNNING"),
+    ]
+    assert found["failures"] == []
+    assert listed(aws) == [seen, hidden]
+
+
+def test_unknown_task_is_missing(aws: Emulator) -> None:
+    found = describe(aws, "0123456789abcdef0123456789abcdef")
+    assert found["tasks"] == []
+    assert [f["reason"] for f in found["failures"]] == ["MISSING"]
+    assert found["failures"][0]["arn"].endswith(f"task/{CLUSTER}/0123456789abcdef0123456789abcdef")

@@ -4,9 +4,10 @@ moto starts tasks as RUNNING and marks targets healthy at once. Here, a task wal
 PROVISIONING -> PENDING -> ACTIVATING -> RUNNING over `start_seconds` on a clock, its ENI's IP
 appears at PENDING, and it can be told to die during start-up. StopTask sets desiredStatus
 STOPPED at once; the task keeps its lastStatus for `stop_seconds` (its container's SIGTERM
-grace), then walks DEACTIVATING -> STOPPING -> DEPROVISIONING -> STOPPED. A registered target
+grace), then walks DEACTIVATING -> STOPPING -> DEPROVISIONING -> STOPPED. A new task can stay
+unseen by DescribeTasks and ListTasks for a while (eventual consistency). A registered target
 is `initial` for `health_seconds`, then `healthy` while a RUNNING task owns its IP, else
-`unhealthy`. Everything is patched onto moto's backend classes while installed.
+`unhealthy`. Everything is patched onto moto's classes while installed.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class TaskPlan:
     exit_code: int = 1
     reason: str = DIED_REASON
     hide_ip: bool = False
+    invisible_for: float = 0.0
     ip: str | None = None
     stop_at: float | None = None  # clock reading of the first StopTask
     stop_from: str = ""  # its lastStatus then
@@ -51,6 +53,7 @@ class NextTask:
     reason: str = DIED_REASON
     hide_ip: bool = False
     stop_seconds: float | None = None
+    invisible_for: float = 0.0
 
 
 class Lifecycle:
@@ -112,6 +115,7 @@ class Lifecycle:
 
     def install(self) -> None:
         from moto.ecs.models import EC2ContainerServiceBackend as Ecs
+        from moto.ecs.responses import EC2ContainerServiceResponse as EcsResponse
         from moto.elbv2.models import ELBv2Backend as Elb
         from moto.elbv2.models import FakeTargetGroup as Group
         from moto.moto_api import state_manager
@@ -123,6 +127,7 @@ class Lifecycle:
             (Ecs, "describe_tasks", self._on_describe_tasks),
             (Ecs, "list_tasks", self._on_list_tasks),
             (Ecs, "stop_task", self._on_stop_task),
+            (EcsResponse, "describe_tasks", _with_missing_failures),
             (Group, "register", self._on_register),
             (Group, "deregister", self._on_deregister),
             (Group, "health_for", self._on_health_for),
@@ -146,11 +151,11 @@ class Lifecycle:
     ) -> Any:
         self.describe_calls.append((self.clock(), cluster_str, len(tasks)))
         self.tick()
-        return original(backend, cluster_str, tasks)
+        return [t for t in original(backend, cluster_str, tasks) if self._visible(t.task_arn)]
 
     def _on_list_tasks(self, original: Any, *args: Any, **kwargs: Any) -> Any:
         self.tick()
-        return original(*args, **kwargs)
+        return [t for t in original(*args, **kwargs) if self._visible(t.task_arn)]
 
     def _on_stop_task(
         self, original: Any, backend: Any, cluster_str: str, task_str: str, reason: str
@@ -248,6 +253,7 @@ class Lifecycle:
                     stop_seconds=(
                         self.stop_seconds if shape.stop_seconds is None else shape.stop_seconds
                     ),
+                    invisible_for=shape.invisible_for,
                     details=list(details),
                 )
                 plan.ip = next(
@@ -256,6 +262,10 @@ class Lifecycle:
                 task.created_at = self.wall(now)
                 self.plans[task.task_arn] = plan
                 self._apply(task, plan, now)
+
+    def _visible(self, task_arn: str) -> bool:
+        plan = self.plans.get(task_arn)
+        return plan is None or self.clock() - plan.created >= plan.invisible_for
 
     def _begin_stop(self, task: Any, plan: TaskPlan, reason: str) -> None:
         now = self.clock()
@@ -385,6 +395,21 @@ def _find_task(backend: Any, cluster_str: str, task_str: str) -> Any:
     task_id = task_str.rsplit("/", 1)[-1]
     tasks = backend.tasks.get(cluster.name, {})
     return next((task for arn, task in tasks.items() if arn.endswith(task_id)), None)
+
+
+def _with_missing_failures(original: Any, response: Any) -> Any:
+    """DescribeTasks names each asked-for task it did not return under `failures`, as AWS
+    does (moto's response always has none)."""
+    result = original(response)
+    found = [task.task_arn for task in result.result["tasks"]]
+    cluster = response._get_param("cluster", "default").rsplit("/", 1)[-1]
+    prefix = f"arn:aws:ecs:{response.region}:{response.current_account}:task/{cluster}/"
+    result.result["failures"] = [
+        {"arn": asked if asked.startswith("arn:") else prefix + asked, "reason": "MISSING"}
+        for asked in response._get_param("tasks", [])
+        if not any(arn == asked or arn.endswith("/" + asked) for arn in found)
+    ]
+    return result
 
 
 def _backends(service: str, attribute: str) -> list[Any]:
