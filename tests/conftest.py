@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 START_SECONDS = 4.0
 HEALTH_SECONDS = 10.0
+STOP_SECONDS = 2.0
 
 
 @pytest.fixture(scope="session")
@@ -28,7 +29,12 @@ def clock() -> ManualClock:
 
 @pytest.fixture(scope="session")
 def emulator(clock: ManualClock) -> Iterator[Emulator]:
-    emu = Emulator(clock=clock, start_seconds=START_SECONDS, health_seconds=HEALTH_SECONDS)
+    emu = Emulator(
+        clock=clock,
+        start_seconds=START_SECONDS,
+        health_seconds=HEALTH_SECONDS,
+        stop_seconds=STOP_SECONDS,
+    )
     emu.start()
     emu.provision()
     yield emu

@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from start_engines.local import Emulator
+from start_engines.local import Emulator, ManualClock
 from start_engines.local.ecs_events import task_state_change
+from start_engines.local.lifecycle import STOP_STEP_SECONDS
 
 
 def targets(aws: Emulator, engine: str, arn: str | None = None) -> list[tuple[str, int, str]]:
@@ -23,6 +24,12 @@ def task(aws: Emulator, cluster: str, task_arn: str) -> dict[str, Any]:
     found = aws.clients().ecs.describe_tasks(cluster=cluster, tasks=[task_arn], include=["TAGS"])
     result: dict[str, Any] = found["tasks"][0]
     return result
+
+
+def finish_stop(aws: Emulator, clock: ManualClock) -> None:
+    """Move the clock past a StopTask: the container's grace, then DEACTIVATING, STOPPING and
+    DEPROVISIONING, and a step to spare. The task reads STOPPED on the next DescribeTasks."""
+    clock.advance(aws.lifecycle.stop_seconds + 4 * STOP_STEP_SECONDS)
 
 
 def live_tasks(aws: Emulator, cluster: str) -> list[str]:

@@ -24,7 +24,7 @@ from start_engines.ecs_handler import ENGINE_TAG, STARTED_BY
 from start_engines.local import Emulator, ManualClock
 from start_engines.local.context import LambdaContext
 from tests.conftest import load_event, start_event
-from tests.integration.helpers import create_target_group, state_change_event, task
+from tests.integration.helpers import create_target_group, finish_stop, state_change_event, task
 
 Invoke = Any
 
@@ -147,7 +147,7 @@ def test_task_stops_during_start(aws: Emulator, invoke: Invoke) -> None:
 
 
 def test_register_fails_because_the_group_was_deleted(
-    aws: Emulator, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
+    aws: Emulator, invoke: Invoke, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert aws.provisioned is not None
     doomed = create_target_group(aws, "deleted-tg", port=9080)
@@ -156,6 +156,13 @@ def test_register_fails_because_the_group_was_deleted(
     body = invoke(start_event("pdf"))["body"]
     assert body["errorType"] == "TargetGroupNotFound"
     assert body["targetGroupArn"] == doomed
+    stopping = task(aws, "pdf-cluster", body["taskArn"])
+    assert (stopping["desiredStatus"], stopping["stoppedReason"]) == (
+        "STOPPED",
+        "start-engines: start failed (TargetGroupNotFound)",
+    )
+    assert_nothing_orphaned(aws)
+    finish_stop(aws, clock)
     assert task(aws, "pdf-cluster", body["taskArn"])["lastStatus"] == "STOPPED"
     assert_nothing_orphaned(aws)
 
@@ -169,6 +176,13 @@ def test_lambda_deadline_mid_wait_answers_in_time_and_stops_the_task(
     assert clock.now() - began < 40  # answered before Lambda's own deadline
     assert response["statusCode"] == 504
     assert response["body"]["cleanedUp"] is True
+    stopping = task(aws, "users-cluster", response["body"]["taskArn"])
+    assert (stopping["desiredStatus"], stopping["stoppedReason"]) == (
+        "STOPPED",
+        f"start-engines: start failed ({response['body']['errorType']})",
+    )
+    assert_nothing_orphaned(aws)
+    finish_stop(aws, clock)
     assert task(aws, "users-cluster", response["body"]["taskArn"])["lastStatus"] == "STOPPED"
     assert_nothing_orphaned(aws)
 

@@ -10,15 +10,20 @@ from start_engines.ecs_handler import ECSHandler
 from start_engines.errors import StartTimeout, TargetGroupNotFound, TaskStopped
 from start_engines.local import Emulator, ManualClock
 from start_engines.target_group_handler import TargetGroupHandler
+from tests.integration.helpers import finish_stop
 
 
-def test_stop_task_is_idempotent(aws: Emulator) -> None:
+def test_stop_task_is_idempotent(aws: Emulator, clock: ManualClock) -> None:
     clients = aws.clients()
     ecs = ECSHandler(clients.ecs, lambda: clients.ec2)
     engine = get_service_config("auth")
     (task,) = ecs.start_task(engine)
     assert ecs.stop_task(engine.cluster, task.arn, "test") is True
     assert ecs.stop_task(engine.cluster, task.arn, "again") is True
+    stopping = ecs.describe(engine.cluster, [task.arn])[task.arn]
+    assert (stopping.desired_status, stopping.stopped_reason) == ("STOPPED", "test")
+    assert ecs.list_tasks(engine.cluster) == []
+    finish_stop(aws, clock)
     assert ecs.describe(engine.cluster, [task.arn])[task.arn].last_status == "STOPPED"
     assert ecs.list_tasks(engine.cluster) == []
 

@@ -13,6 +13,7 @@ from start_engines.local.context import LambdaContext
 from tests.conftest import start_event
 from tests.integration.helpers import (
     create_target_group,
+    finish_stop,
     live_tasks,
     mutations,
     run_foreign_task,
@@ -35,7 +36,9 @@ def by_service(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
 # --- stop ------------------------------------------------------------------------------
 
 
-def test_stop_deregisters_first_then_stops_only_ours(aws: Emulator, invoke: Invoke) -> None:
+def test_stop_deregisters_first_then_stops_only_ours(
+    aws: Emulator, invoke: Invoke, clock: ManualClock
+) -> None:
     started = invoke(start_event("auth"))["body"]
     foreign = run_foreign_task(aws, "auth-cluster", "auth-api-task")
     aws.lifecycle.mutations.clear()
@@ -53,6 +56,13 @@ def test_stop_deregisters_first_then_stops_only_ours(aws: Emulator, invoke: Invo
     kinds = [kind for kind, _ in aws.lifecycle.mutations]
     assert kinds == ["DeregisterTargets", "StopTask"]
     assert targets(aws, "auth") == []
+    stopping = task(aws, "auth-cluster", started["taskArn"])
+    assert (stopping["desiredStatus"], stopping["stoppedReason"]) == (
+        "STOPPED",
+        "stopped by start-engines",
+    )
+    assert live_tasks(aws, "auth-cluster") == [foreign]
+    finish_stop(aws, clock)
     assert task(aws, "auth-cluster", started["taskArn"])["lastStatus"] == "STOPPED"
     assert (
         task(aws, "auth-cluster", started["taskArn"])["stoppedReason"] == "stopped by start-engines"
@@ -109,6 +119,12 @@ def test_stop_waits_for_draining(aws: Emulator, invoke: Invoke, clock: ManualClo
     assert response["statusCode"] == 200
     assert clock.now() - before >= 8.0  # StopTask only after the target left `draining`
     assert [kind for kind, _ in aws.lifecycle.mutations] == ["DeregisterTargets", "StopTask"]
+    stopping = task(aws, "users-cluster", started["taskArn"])
+    assert (stopping["desiredStatus"], stopping["stoppedReason"]) == (
+        "STOPPED",
+        "stopped by start-engines",
+    )
+    finish_stop(aws, clock)
     assert task(aws, "users-cluster", started["taskArn"])["lastStatus"] == "STOPPED"
 
 

@@ -10,7 +10,14 @@ from moto.cloudwatch.models import CloudWatchBackend
 
 from start_engines.local import Emulator, ManualClock
 from tests.conftest import start_event
-from tests.integration.helpers import EventCapture, create_target_group, live_tasks, targets, task
+from tests.integration.helpers import (
+    EventCapture,
+    create_target_group,
+    finish_stop,
+    live_tasks,
+    targets,
+    task,
+)
 
 Invoke = Any
 MINUTE = 60.0
@@ -89,6 +96,9 @@ def test_idle_engine_is_stopped_and_its_targets_are_gone(
         "taskIds": [started["taskId"]],
     }
     assert targets(aws, "pdf") == []
+    stopping = task(aws, "pdf-cluster", started["taskArn"])
+    assert (stopping["desiredStatus"], stopping["stoppedReason"]) == ("STOPPED", "idle for 30 min")
+    finish_stop(aws, clock)
     stopped = task(aws, "pdf-cluster", started["taskArn"])
     assert (stopped["lastStatus"], stopped["stoppedReason"]) == ("STOPPED", "idle for 30 min")
     events = [e for e in capture.received() if e["detail-type"] == "Engine Stopped"]

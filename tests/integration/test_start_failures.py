@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.conftest import start_event
-from tests.integration.helpers import create_target_group, live_tasks, mutations, targets, task
+from tests.integration.helpers import (
+    create_target_group,
+    finish_stop,
+    live_tasks,
+    mutations,
+    targets,
+    task,
+)
 
 if TYPE_CHECKING:
     from start_engines.local import Emulator, ManualClock
@@ -15,13 +22,26 @@ if TYPE_CHECKING:
 Invoke = Any
 
 
-def assert_nothing_left(aws: Emulator, engine: str, cluster: str, task_arn: str) -> None:
-    assert task(aws, cluster, task_arn)["lastStatus"] == "STOPPED"
+DIED = "Essential container in task exited"
+
+
+def assert_nothing_left(
+    aws: Emulator, clock: ManualClock, engine: str, cluster: str, task_arn: str, reason: str
+) -> None:
+    stopping = task(aws, cluster, task_arn)
+    assert (stopping["desiredStatus"], stopping["stoppedReason"]) == ("STOPPED", reason)
     assert targets(aws, engine) == []
     assert live_tasks(aws, cluster) == []
+    finish_stop(aws, clock)
+    assert task(aws, cluster, task_arn)["lastStatus"] == "STOPPED"
 
 
-def test_task_dies_during_start(aws: Emulator, invoke: Invoke) -> None:
+def cleanup_reason(body: dict[str, Any]) -> str:
+    """The stoppedReason start-engines gives a task it stops after a failed start."""
+    return f"start-engines: start failed ({body['errorType']})"
+
+
+def test_task_dies_during_start(aws: Emulator, invoke: Invoke, clock: ManualClock) -> None:
     aws.lifecycle.plan_next(dies_after=2.5, exit_code=3)
     response = invoke(start_event("pdf"))
     body = response["body"]
@@ -31,10 +51,12 @@ def test_task_dies_during_start(aws: Emulator, invoke: Invoke) -> None:
     assert body["exitCodes"] == {"pdf-app": 3}
     assert body["cleanedUp"] is True
     assert body["service"] == "pdf"
-    assert_nothing_left(aws, "pdf", "pdf-cluster", body["taskArn"])
+    assert_nothing_left(aws, clock, "pdf", "pdf-cluster", body["taskArn"], DIED)
 
 
-def test_task_dies_after_running_while_waiting_for_health(aws: Emulator, invoke: Invoke) -> None:
+def test_task_dies_after_running_while_waiting_for_health(
+    aws: Emulator, invoke: Invoke, clock: ManualClock
+) -> None:
     aws.lifecycle.plan_next(dies_after=6.0)
     response = invoke(start_event("auth", waitForHealthy=True), timeout=60)
     body = response["body"]
@@ -42,10 +64,12 @@ def test_task_dies_after_running_while_waiting_for_health(aws: Emulator, invoke:
     assert body["errorType"] == "StartTimeout"
     assert body["cleanedUp"] is True
     assert body["targetsRemoved"] == [aws.provisioned.target_groups["auth"]]  # type: ignore[union-attr]
-    assert_nothing_left(aws, "auth", "auth-cluster", body["taskArn"])
+    assert_nothing_left(aws, clock, "auth", "auth-cluster", body["taskArn"], DIED)
 
 
-def test_start_timeout(aws: Emulator, invoke: Invoke, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_start_timeout(
+    aws: Emulator, invoke: Invoke, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("START_TIMEOUT_SECONDS", "30")
     aws.lifecycle.plan_next(running_after=float("inf"))
     response = invoke(start_event("users"))
@@ -54,7 +78,7 @@ def test_start_timeout(aws: Emulator, invoke: Invoke, monkeypatch: pytest.Monkey
     assert body["errorType"] == "StartTimeout"
     assert body["lastStatus"] == "PROVISIONING"
     assert body["cleanedUp"] is True
-    assert_nothing_left(aws, "users", "users-cluster", body["taskArn"])
+    assert_nothing_left(aws, clock, "users", "users-cluster", body["taskArn"], cleanup_reason(body))
 
 
 def test_lambda_deadline_bounds_the_wait(aws: Emulator, invoke: Invoke, clock: ManualClock) -> None:
@@ -65,11 +89,12 @@ def test_lambda_deadline_bounds_the_wait(aws: Emulator, invoke: Invoke, clock: M
     assert response["body"]["cleanedUp"] is True
     # the wait ends DEADLINE_MARGIN (10 s) before Lambda would kill the invocation
     assert clock.now() - began <= 25 - 10 + 0.01
-    assert_nothing_left(aws, "auth", "auth-cluster", response["body"]["taskArn"])
+    body = response["body"]
+    assert_nothing_left(aws, clock, "auth", "auth-cluster", body["taskArn"], cleanup_reason(body))
 
 
 def test_health_timeout_cleans_up(
-    aws: Emulator, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
+    aws: Emulator, invoke: Invoke, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HEALTH_TIMEOUT_SECONDS", "5")
     response = invoke(start_event("fa", waitForHealthy=True))
@@ -77,11 +102,11 @@ def test_health_timeout_cleans_up(
     assert response["statusCode"] == 504
     assert body["healthStatus"] == {aws.provisioned.target_groups["fa"]: "initial"}  # type: ignore[union-attr]
     assert body["cleanedUp"] is True
-    assert_nothing_left(aws, "fa", "fa-cluster", body["taskArn"])
+    assert_nothing_left(aws, clock, "fa", "fa-cluster", body["taskArn"], cleanup_reason(body))
 
 
 def test_register_fails_when_the_target_group_is_gone(
-    aws: Emulator, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
+    aws: Emulator, invoke: Invoke, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert aws.provisioned is not None
     elbv2 = aws.clients().elbv2
@@ -98,7 +123,7 @@ def test_register_fails_when_the_target_group_is_gone(
     assert doomed in body["error"]
     assert body["cleanedUp"] is True
     assert body["targetsRemoved"] == [alb_arn]
-    assert_nothing_left(aws, "auth", "auth-cluster", body["taskArn"])
+    assert_nothing_left(aws, clock, "auth", "auth-cluster", body["taskArn"], cleanup_reason(body))
 
 
 def test_unknown_engine_starts_nothing(aws: Emulator, invoke: Invoke) -> None:

@@ -83,7 +83,9 @@ def test_api_start_with_wait_hands_off_a_slow_start(
     assert response["statusCode"] == 202
     assert clock.now() - before <= 25.0  # inside API Gateway's 29 s
     body = answer(response)
-    assert task(aws, "auth-cluster", body["taskArn"])["lastStatus"] != "STOPPED"  # not cleaned up
+    handed_off = task(aws, "auth-cluster", body["taskArn"])
+    assert handed_off["lastStatus"] != "STOPPED"  # not cleaned up
+    assert handed_off["desiredStatus"] == "RUNNING"  # nor being stopped
     assert mutations(aws, "StopTask") == []
 
 

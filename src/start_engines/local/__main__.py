@@ -19,10 +19,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--start-seconds", type=float, default=4.0)
     parser.add_argument("--health-seconds", type=float, default=10.0)
+    parser.add_argument("--stop-seconds", type=float, default=2.0)
     args = parser.parse_args(argv)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with Emulator(start_seconds=args.start_seconds, health_seconds=args.health_seconds) as emu:
+    with Emulator(
+        start_seconds=args.start_seconds,
+        health_seconds=args.health_seconds,
+        stop_seconds=args.stop_seconds,
+    ) as emu:
         provisioned = emu.provision()
         for key, value in {**emu.aws_environ(), **provisioned.environ()}.items():
             sys.stdout.write(f"export {key}={value}\n")

@@ -30,8 +30,9 @@ class Emulator:
         clock: Clock | None = None,
         start_seconds: float = 3.0,
         health_seconds: float = 10.0,
+        stop_seconds: float = 2.0,
     ) -> None:
-        self.lifecycle = Lifecycle(clock, start_seconds, health_seconds)
+        self.lifecycle = Lifecycle(clock, start_seconds, health_seconds, stop_seconds)
         self._server: Any = None
         self.endpoint_url = ""
         self.provisioned: Provisioned | None = None

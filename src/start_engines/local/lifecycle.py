@@ -2,9 +2,12 @@
 
 moto starts tasks as RUNNING and marks targets healthy at once. Here, a task walks
 PROVISIONING -> PENDING -> ACTIVATING -> RUNNING over `start_seconds` on a clock, its ENI's IP
-appears at PENDING, and it can be told to die during start-up. A registered target is
-`initial` for `health_seconds`, then `healthy` while a RUNNING task owns its IP, else
-`unhealthy`. Everything is patched onto moto's backend classes while installed.
+appears at PENDING, and it can be told to die during start-up. StopTask sets desiredStatus
+STOPPED at once; the task keeps its lastStatus for `stop_seconds` (its container's SIGTERM
+grace), then walks DEACTIVATING -> STOPPING -> DEPROVISIONING -> STOPPED. A new task can stay
+unseen by DescribeTasks and ListTasks for a while (eventual consistency). A registered target
+is `initial` for `health_seconds`, then `healthy` while a RUNNING task owns its IP, else
+`unhealthy`. Everything is patched onto moto's classes while installed.
 """
 
 from __future__ import annotations
@@ -22,18 +25,23 @@ from start_engines.clock import Clock, SystemClock
 
 DIED_REASON = "Essential container in task exited"
 NEVER = float("inf")
+STOP_STEP_SECONDS = 0.5  # how long each of DEACTIVATING, STOPPING, DEPROVISIONING lasts
 
 
 @dataclass
 class TaskPlan:
     created: float
     running_after: float
+    stop_seconds: float
     dies_after: float | None = None
     exit_code: int = 1
     reason: str = DIED_REASON
     hide_ip: bool = False
+    invisible_for: float = 0.0
     ip: str | None = None
-    stopped: bool = False
+    stop_at: float | None = None  # clock reading of the first StopTask
+    stop_from: str = ""  # its lastStatus then
+    stopped: bool = False  # reached STOPPED: the model no longer moves it
     details: list[dict[str, str]] = field(default_factory=list)
 
 
@@ -44,6 +52,8 @@ class NextTask:
     exit_code: int = 1
     reason: str = DIED_REASON
     hide_ip: bool = False
+    stop_seconds: float | None = None
+    invisible_for: float = 0.0
 
 
 class Lifecycle:
@@ -52,11 +62,13 @@ class Lifecycle:
         clock: Clock | None = None,
         start_seconds: float = 3.0,
         health_seconds: float = 10.0,
+        stop_seconds: float = 2.0,
     ) -> None:
         self.time = clock or SystemClock()
         self.clock = self.time.now
         self.start_seconds = start_seconds
         self.health_seconds = health_seconds
+        self.stop_seconds = stop_seconds
         self.plans: dict[str, TaskPlan] = {}
         self.registered_at: dict[tuple[str, str], float] = {}
         self.deregistered_at: dict[tuple[str, str], float] = {}
@@ -78,7 +90,8 @@ class Lifecycle:
             self._next.setdefault(cluster, deque()).append(NextTask(**plan))
 
     def kill(self, task_arn: str, reason: str = DIED_REASON, exit_code: int = 137) -> None:
-        """A task dies outside start-engines (OOM, a crash, a person in the console)."""
+        """A task dies outside start-engines (OOM, a crash, a person in the console).
+        A task already stopping just finishes its stop."""
         with self._lock:
             plan = self.plans[task_arn]
             plan.dies_after = self.clock() - plan.created
@@ -102,6 +115,7 @@ class Lifecycle:
 
     def install(self) -> None:
         from moto.ecs.models import EC2ContainerServiceBackend as Ecs
+        from moto.ecs.responses import EC2ContainerServiceResponse as EcsResponse
         from moto.elbv2.models import ELBv2Backend as Elb
         from moto.elbv2.models import FakeTargetGroup as Group
         from moto.moto_api import state_manager
@@ -113,6 +127,7 @@ class Lifecycle:
             (Ecs, "describe_tasks", self._on_describe_tasks),
             (Ecs, "list_tasks", self._on_list_tasks),
             (Ecs, "stop_task", self._on_stop_task),
+            (EcsResponse, "describe_tasks", _with_missing_failures),
             (Group, "register", self._on_register),
             (Group, "deregister", self._on_deregister),
             (Group, "health_for", self._on_health_for),
@@ -136,20 +151,25 @@ class Lifecycle:
     ) -> Any:
         self.describe_calls.append((self.clock(), cluster_str, len(tasks)))
         self.tick()
-        return original(backend, cluster_str, tasks)
+        return [t for t in original(backend, cluster_str, tasks) if self._visible(t.task_arn)]
 
     def _on_list_tasks(self, original: Any, *args: Any, **kwargs: Any) -> Any:
         self.tick()
-        return original(*args, **kwargs)
+        return [t for t in original(*args, **kwargs) if self._visible(t.task_arn)]
 
     def _on_stop_task(
         self, original: Any, backend: Any, cluster_str: str, task_str: str, reason: str
     ) -> Any:
         self.tick()
         self.mutations.append(("StopTask", task_str))
-        task = original(backend, cluster_str, task_str, reason)
-        self._stopped(task)
-        return task
+        with self._lock:
+            task = _find_task(backend, cluster_str, task_str)
+            plan = self.plans.get(task.task_arn) if task is not None else None
+            if task is None or plan is None:
+                return original(backend, cluster_str, task_str, reason)
+            if plan.stop_at is None and not plan.stopped:  # a second StopTask changes nothing
+                self._begin_stop(task, plan, reason)
+            return task
 
     def _on_register(self, original: Any, group: Any, targets: list[dict[str, Any]]) -> None:
         self.mutations.append(("RegisterTargets", group.arn))
@@ -230,6 +250,10 @@ class Lifecycle:
                     exit_code=shape.exit_code,
                     reason=shape.reason,
                     hide_ip=shape.hide_ip,
+                    stop_seconds=(
+                        self.stop_seconds if shape.stop_seconds is None else shape.stop_seconds
+                    ),
+                    invisible_for=shape.invisible_for,
                     details=list(details),
                 )
                 plan.ip = next(
@@ -239,15 +263,19 @@ class Lifecycle:
                 self.plans[task.task_arn] = plan
                 self._apply(task, plan, now)
 
-    def _stopped(self, task: Any) -> None:
-        with self._lock:
-            plan = self.plans.get(task.task_arn)
-            if plan and not plan.stopped:
-                plan.stopped = True
-                task.stopped_at = self.wall(self.clock())
-                task.stop_code = "UserInitiated"
-                for container in task.containers:
-                    container.last_status = "STOPPED"
+    def _visible(self, task_arn: str) -> bool:
+        plan = self.plans.get(task_arn)
+        return plan is None or self.clock() - plan.created >= plan.invisible_for
+
+    def _begin_stop(self, task: Any, plan: TaskPlan, reason: str) -> None:
+        now = self.clock()
+        plan.stop_from = status_at(plan, now)
+        plan.stop_at = now
+        task.desired_status = "STOPPED"
+        task.stopped_reason = reason
+        task.stop_code = "UserInitiated"
+        task.stopping_at = self.wall(now)
+        self._apply(task, plan, now)
 
     def tick(self) -> None:
         with self._lock:
@@ -274,26 +302,22 @@ class Lifecycle:
             self.clear()
 
     def _apply(self, task: Any, plan: TaskPlan, now: float) -> None:
-        elapsed = now - plan.created
-        if plan.dies_after is not None and elapsed >= plan.dies_after:
+        status = status_at(plan, now)
+        if plan.stop_at is not None:
+            self._apply_stop(task, plan, status, plan.stop_at)
+            return
+        if status == "STOPPED":  # an essential container exited on its own
             plan.stopped = True
             task.last_status = task.desired_status = "STOPPED"
             task.stopped_reason = plan.reason
             task.stop_code = "EssentialContainerExited"
-            task.stopped_at = self.wall(plan.created + plan.dies_after)
+            task.stopped_at = self.wall(plan.created + (plan.dies_after or 0.0))
             for container in task.containers:
                 container.last_status = "STOPPED"
                 container.exitCode = plan.exit_code
             return
-        if elapsed >= plan.running_after:
-            status = "RUNNING"
+        if status == "RUNNING":
             task.started_at = self.wall(plan.created + plan.running_after)
-        elif elapsed >= 0.6 * plan.running_after:
-            status = "ACTIVATING"
-        elif elapsed >= 0.25 * plan.running_after:
-            status = "PENDING"
-        else:
-            status = "PROVISIONING"
         task.last_status = status
         for container in task.containers:
             container.last_status = "RUNNING" if status == "RUNNING" else "PENDING"
@@ -305,6 +329,20 @@ class Lifecycle:
                 d for d in plan.details if visible or d["name"] != "privateIPv4Address"
             ]
 
+    def _apply_stop(self, task: Any, plan: TaskPlan, status: str, stop_at: float) -> None:
+        """A stopping task: its containers run until the grace ends, then exit (0 on SIGTERM)."""
+        task.last_status = status
+        if status == plan.stop_from:
+            return
+        for container in task.containers:
+            container.last_status = "STOPPED"
+            container.exitCode = 0 if plan.stop_from == "RUNNING" else None
+        if task.attachments and status in ("DEPROVISIONING", "STOPPED"):
+            task.attachments[0]["status"] = "DETACHING" if status == "DEPROVISIONING" else "DELETED"
+        if status == "STOPPED":
+            plan.stopped = True
+            task.stopped_at = self.wall(stop_at + sum(s for _, s in stop_phases(plan)))
+
     def _health(self, group_arn: str, status: Any) -> None:
         """Rewrite a registered target's health: initial, then healthy only if a task runs there."""
         registered = self.registered_at.get((group_arn, status.instance_id))
@@ -313,15 +351,65 @@ class Lifecycle:
             status.reason = "Elb.RegistrationInProgress"
             status.description = "Target registration is in progress"
             return
-        running_ips = {
-            p.ip
-            for arn, p in self.plans.items()
-            if not p.stopped and self.clock() - p.created >= p.running_after
-        }
+        now = self.clock()
+        # a stopping task still serves until it leaves RUNNING
+        running_ips = {p.ip for p in self.plans.values() if status_at(p, now) == "RUNNING"}
         if status.instance_id not in running_ips:
             status.status = "unhealthy"
             status.reason = "Target.FailedHealthChecks"
             status.description = "Health checks failed"
+
+
+def status_at(plan: TaskPlan, now: float) -> str:
+    """The lastStatus the model gives a task at clock reading `now`."""
+    if plan.stop_at is not None:
+        since = now - plan.stop_at
+        for status, seconds in stop_phases(plan):
+            if since < seconds:
+                return status
+            since -= seconds
+        return "STOPPED"
+    elapsed = now - plan.created
+    if plan.dies_after is not None and elapsed >= plan.dies_after:
+        return "STOPPED"
+    if elapsed >= plan.running_after:
+        return "RUNNING"
+    if elapsed >= 0.6 * plan.running_after:
+        return "ACTIVATING"
+    if elapsed >= 0.25 * plan.running_after:
+        return "PENDING"
+    return "PROVISIONING"
+
+
+def stop_phases(plan: TaskPlan) -> list[tuple[str, float]]:
+    """The lastStatus a stopping task shows after StopTask, each for how long, before STOPPED."""
+    if plan.stop_from == "PROVISIONING":  # no container to signal: only the ENI to release
+        return [("DEPROVISIONING", STOP_STEP_SECONDS)]
+    steps = ("DEACTIVATING", "STOPPING", "DEPROVISIONING")
+    return [(plan.stop_from, plan.stop_seconds), *((s, STOP_STEP_SECONDS) for s in steps)]
+
+
+def _find_task(backend: Any, cluster_str: str, task_str: str) -> Any:
+    """The task StopTask names (an ARN or an ID), as moto's own stop_task finds it."""
+    cluster = backend._get_cluster(cluster_str)
+    task_id = task_str.rsplit("/", 1)[-1]
+    tasks = backend.tasks.get(cluster.name, {})
+    return next((task for arn, task in tasks.items() if arn.endswith(task_id)), None)
+
+
+def _with_missing_failures(original: Any, response: Any) -> Any:
+    """DescribeTasks names each asked-for task it did not return under `failures`, as AWS
+    does (moto's response always has none)."""
+    result = original(response)
+    found = [task.task_arn for task in result.result["tasks"]]
+    cluster = response._get_param("cluster", "default").rsplit("/", 1)[-1]
+    prefix = f"arn:aws:ecs:{response.region}:{response.current_account}:task/{cluster}/"
+    result.result["failures"] = [
+        {"arn": asked if asked.startswith("arn:") else prefix + asked, "reason": "MISSING"}
+        for asked in response._get_param("tasks", [])
+        if not any(arn == asked or arn.endswith("/" + asked) for arn in found)
+    ]
+    return result
 
 
 def _backends(service: str, attribute: str) -> list[Any]:
