@@ -108,6 +108,7 @@ class Settings:
     drain_timeout: float = 60.0
     lease_table: str | None = None
     lease_cooldown: float = 10.0
+    lease_ttl: float = 10.0  # a holder's heartbeat: a dead holder blocks others this long
     event_bus: str | None = "default"  # None: no outgoing events
 
 
@@ -356,6 +357,7 @@ def load_settings(environ: Environ | None = None) -> Settings:
         drain_timeout=_float_setting(env, "DRAIN_TIMEOUT_SECONDS", 60.0, 0.0),
         lease_table=env.get("LEASE_TABLE", "").strip() or None,
         lease_cooldown=_float_setting(env, "LEASE_COOLDOWN_SECONDS", 10.0, 0.0),
+        lease_ttl=_float_setting(env, "LEASE_TTL_SECONDS", 10.0, 2.0),
         event_bus=_event_bus(env),
     )
 

@@ -32,9 +32,13 @@ logger = logging.getLogger(__name__)
 STARTED_BY = "start-engines"
 ENGINE_TAG = "start-engines:engine"
 LAST_START_TAG = "start-engines:last-start"  # a start that reused the task resets its idle clock
+# Set before a stop deregisters the task: every path then knows, across invocations, that the
+# task is going away and must be neither reused nor registered. Value: "<time> <reason>".
+STOPPING_TAG = "start-engines:stopping"
 LIVE_STATUSES = ("PROVISIONING", "PENDING", "ACTIVATING", "RUNNING")
 DESCRIBE_BATCH = 100  # DescribeTasks takes at most 100 tasks
 MAX_REASON = 255
+MAX_TAG_VALUE = 256
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,26 @@ class TaskInfo:
     task_definition_arn: str = ""
     version: int = 0
     last_start: datetime | None = None
+    stopping: str | None = None  # the stopping tag's value: a stop has claimed this task
+
+    @property
+    def cluster(self) -> str:
+        return self.cluster_arn.rsplit("/", 1)[-1]
+
+    @property
+    def being_stopped(self) -> bool:
+        """A stop claimed it, ECS was told to stop it, or it is past RUNNING."""
+        return bool(self.stopping) or self.desired_status == "STOPPED" or self.is_stopped
+
+    def owned_by(self, engine: EngineConfig) -> bool:
+        """Ours and the engine's: startedBy, the engine tag, and the engine's own family and
+        cluster. A tag alone can be forged by anyone who may RunTask in some cluster."""
+        return (
+            self.is_ours
+            and self.engine == engine.name
+            and self.family == engine.family
+            and self.cluster == engine.cluster.rsplit("/", 1)[-1]
+        )
 
     @property
     def began(self) -> datetime | None:
@@ -115,6 +139,7 @@ class TaskInfo:
             task_definition_arn=task.get("taskDefinitionArn", ""),
             version=int(task.get("version", 0) or 0),
             last_start=_parse_time(tags.get(LAST_START_TAG)),
+            stopping=tags.get(STOPPING_TAG) or None,
         )
 
 
@@ -314,27 +339,47 @@ class ECSHandler:
         logger.info("StopTask %s (%s)", task_arn, reason)
         return True
 
-    def find_tasks(self, engine: EngineConfig, *, include_foreign: bool = False) -> list[TaskInfo]:
-        """The engine's live tasks: ours (startedBy and the engine tag), plus, with
-        include_foreign, any other task of the engine's task definition family in its cluster."""
+    def find_tasks(
+        self,
+        engine: EngineConfig,
+        *,
+        include_foreign: bool = False,
+        include_stopping: bool = False,
+    ) -> list[TaskInfo]:
+        """The engine's live tasks that it owns (see TaskInfo.owned_by), plus, with
+        include_foreign, any task of the engine's family in its cluster that is not ours. A
+        task a stop has claimed is left out unless include_stopping."""
         arns = self.list_tasks(engine.cluster, started_by=None if include_foreign else STARTED_BY)
         tasks = self.describe(engine.cluster, arns).values() if arns else []
         return [
             t
             for t in tasks
             if t.is_live
+            and (include_stopping or not t.stopping)
             and (
-                (t.is_ours and t.engine == engine.name)
+                t.owned_by(engine)
                 or (include_foreign and not t.is_ours and t.family == engine.family)
             )
         ]
 
     def mark_started(self, task: TaskInfo, at: datetime) -> None:
         """Tag a reused task with the time of this start: the idle clock starts again."""
+        self._tag(task, LAST_START_TAG, at.isoformat())
+
+    def mark_stopping(self, task: TaskInfo, reason: str, at: datetime) -> None:
+        """Claim the task for a stop, before its targets are removed."""
+        self._tag(task, STOPPING_TAG, f"{at.isoformat()} {reason}"[:MAX_TAG_VALUE])
+
+    def unmark_stopping(self, task: TaskInfo) -> None:
+        """Give the task back after a stop could not stop it."""
         try:
-            self._ecs.tag_resource(
-                resourceArn=task.arn, tags=[{"key": LAST_START_TAG, "value": at.isoformat()}]
-            )
+            self._ecs.untag_resource(resourceArn=task.arn, tagKeys=[STOPPING_TAG])
+        except AWS_ERRORS as exc:
+            raise translate(exc, f"UntagResource {task.id}") from exc
+
+    def _tag(self, task: TaskInfo, key: str, value: str) -> None:
+        try:
+            self._ecs.tag_resource(resourceArn=task.arn, tags=[{"key": key, "value": value}])
         except AWS_ERRORS as exc:
             raise translate(exc, f"TagResource {task.id}") from exc
 

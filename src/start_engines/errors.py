@@ -100,6 +100,13 @@ class StartFailedElsewhere(StartEnginesError):
     status_code = 503
 
 
+class StoppedDuringStart(StartEnginesError):
+    """A stop or reap claimed the engine's task while this start was under way. Not a start
+    failure: no `Engine Start Failed` event and no cooldown; start again to get a fresh task."""
+
+    status_code = 409
+
+
 class StartTimeout(StartEnginesError):
     status_code = 504
 

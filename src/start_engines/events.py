@@ -277,6 +277,8 @@ def _api_body(event: Mapping[str, Any]) -> Mapping[str, Any]:
         body = json.loads(raw)
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise BadEvent(f"the request body is not valid JSON: {exc}", field="body") from exc
+    except RecursionError as exc:
+        raise BadEvent("the request body is nested too deeply", field="body") from exc
     if not isinstance(body, Mapping):
         raise BadEvent("the request body must be a JSON object", field="body")
     if "service" in body or "services" in body:

@@ -1,9 +1,13 @@
 """One start in flight per engine, across invocations: a DynamoDB conditional-write lease.
 
 Items (partition key `pk`, TTL attribute `expiresAt` in epoch seconds):
-- `lease#<engine>`: held by the invocation that is starting the engine. `state` is `starting`,
-  or `failed` for a short cooldown after a failed start so concurrent events do not retry in
-  a storm.
+- `lease#<engine>`: the engine's one owner. `state` is `starting` (a start decides and runs
+  tasks; `taskArns` names them once run), `stopping` (a reap decides and claims tasks), or
+  `failed` for a short cooldown after a failed start so concurrent events do not retry in a
+  storm. A live holder renews `expiresAt` (a heartbeat), never past its own Lambda deadline,
+  so a dead holder blocks nobody for long. A start handed off to the task-state entry point
+  keeps its claim until its task is registered or the claim expires. A stop sets `preempted`
+  on a `starting` claim: that start must not answer with its tasks.
 - `event#<event id>#<engine>`: the tasks an event started, so a redelivered event (or one with
   `force`/`count`) never starts more.
 DynamoDB calls only; ClientError stops here.
@@ -34,6 +38,11 @@ class LeaseHolder:
     state: str
     expires_at: float
     error: str | None = None
+    task_arns: tuple[str, ...] = ()
+    preempted: bool = False
+
+
+HELD, PREEMPTED, LOST = "held", "preempted", "lost"
 
 
 class Lease:
@@ -41,7 +50,9 @@ class Lease:
         self._dynamodb = dynamodb
         self.table = table
 
-    def acquire(self, engine: str, owner: str, now: datetime, seconds: float) -> LeaseHolder | None:
+    def acquire(
+        self, engine: str, owner: str, now: datetime, seconds: float, state: str = "starting"
+    ) -> LeaseHolder | None:
         """Take the engine's lease. None if taken; else the holder that keeps it."""
         epoch = now.timestamp()
         try:
@@ -50,7 +61,7 @@ class Lease:
                 Item={
                     "pk": {"S": f"lease#{engine}"},
                     "owner": {"S": owner},
-                    "state": {"S": "starting"},
+                    "state": {"S": state},
                     "expiresAt": {"N": f"{epoch + seconds:.3f}"},
                 },
                 ConditionExpression="attribute_not_exists(pk) OR expiresAt < :now",
@@ -71,21 +82,74 @@ class Lease:
             state=item.get("state", {}).get("S", "starting"),
             expires_at=float(item.get("expiresAt", {}).get("N", "0")),
             error=item.get("error", {}).get("S"),
+            task_arns=tuple(item.get("taskArns", {}).get("SS", [])),
+            preempted=bool(item.get("preempted", {}).get("BOOL", False)),
+        )
+
+    def renew(self, engine: str, owner: str, now: datetime, seconds: float) -> str:
+        """Extend our claim (the heartbeat). HELD, PREEMPTED (a stop came), or LOST."""
+        if self._write(
+            engine,
+            "UpdateItem",
+            UpdateExpression="SET expiresAt = :until",
+            ConditionExpression="#owner = :owner AND attribute_not_exists(preempted)",
+            ExpressionAttributeNames={"#owner": "owner"},
+            ExpressionAttributeValues={
+                ":owner": {"S": owner},
+                ":until": {"N": f"{now.timestamp() + seconds:.3f}"},
+            },
+        ):
+            return HELD
+        holder = self.holder(engine)
+        return PREEMPTED if holder and holder.owner == owner and holder.preempted else LOST
+
+    def record_tasks(self, engine: str, owner: str, task_arns: Sequence[str]) -> None:
+        """Name the tasks our start runs or reuses, so followers and stops find them by ARN."""
+        self._update_own(engine, owner, "SET taskArns = :arns", {":arns": {"SS": list(task_arns)}})
+
+    def hand_off(self, engine: str, owner: str, now: datetime, seconds: float) -> None:
+        """Keep the claim past our invocation, until the task-state entry point ends it."""
+        self._update_own(
+            engine,
+            owner,
+            "SET expiresAt = :until",
+            {":until": {"N": f"{now.timestamp() + seconds:.3f}"}},
+        )
+
+    def preempt(self, engine: str, now: datetime) -> bool:
+        """Flag a live `starting` claim: a stop came during that start. True if one was."""
+        return self._write(
+            engine,
+            "UpdateItem",
+            UpdateExpression="SET preempted = :yes",
+            ConditionExpression="#state = :starting AND expiresAt > :now",
+            ExpressionAttributeNames={"#state": "state"},
+            ExpressionAttributeValues={
+                ":yes": {"BOOL": True},
+                ":starting": {"S": "starting"},
+                ":now": {"N": f"{now.timestamp():.3f}"},
+            },
+        )
+
+    def end_claim(self, engine: str, task_arn: str) -> bool:
+        """End a `starting` claim that names this task (its start was handed off)."""
+        return self._write(
+            engine,
+            "DeleteItem",
+            ConditionExpression="#state = :starting AND contains(taskArns, :arn)",
+            ExpressionAttributeNames={"#state": "state"},
+            ExpressionAttributeValues={":starting": {"S": "starting"}, ":arn": {"S": task_arn}},
         )
 
     def release(self, engine: str, owner: str) -> None:
-        try:
-            self._dynamodb.delete_item(
-                TableName=self.table,
-                Key={"pk": {"S": f"lease#{engine}"}},
-                ConditionExpression="#owner = :owner",
-                ExpressionAttributeNames={"#owner": "owner"},
-                ExpressionAttributeValues={":owner": {"S": owner}},
-            )
-        except AWS_ERRORS as exc:
-            if has_code(exc, "ConditionalCheckFailedException"):
-                return  # expired and taken by another invocation: not ours to release
-            raise translate(exc, f"DeleteItem lease#{engine}", service=engine) from exc
+        """Give the claim up; one that expired and was taken since is not ours to release."""
+        self._write(
+            engine,
+            "DeleteItem",
+            ConditionExpression="#owner = :owner",
+            ExpressionAttributeNames={"#owner": "owner"},
+            ExpressionAttributeValues={":owner": {"S": owner}},
+        )
 
     def fail(self, engine: str, owner: str, error: str, now: datetime, cooldown: float) -> None:
         """Keep the lease for `cooldown` seconds, marked failed, so followers report it."""
@@ -138,17 +202,24 @@ class Lease:
         values: dict[str, Any],
         names: dict[str, str] | None = None,
     ) -> None:
+        if not self._write(
+            engine,
+            "UpdateItem",
+            UpdateExpression=expression,
+            ConditionExpression="#owner = :owner",
+            ExpressionAttributeNames={"#owner": "owner", **(names or {})},
+            ExpressionAttributeValues={":owner": {"S": owner}, **values},
+        ):
+            logger.warning("lease of %s is no longer held by %s", engine, owner)
+
+    def _write(self, engine: str, action: str, **request: Any) -> bool:
+        """A conditional UpdateItem or DeleteItem of the engine's lease item: False when its
+        condition does not hold, the project's error for anything else."""
+        call = self._dynamodb.update_item if action == "UpdateItem" else self._dynamodb.delete_item
         try:
-            self._dynamodb.update_item(
-                TableName=self.table,
-                Key={"pk": {"S": f"lease#{engine}"}},
-                UpdateExpression=expression,
-                ConditionExpression="#owner = :owner",
-                ExpressionAttributeNames={"#owner": "owner", **(names or {})},
-                ExpressionAttributeValues={":owner": {"S": owner}, **values},
-            )
+            call(TableName=self.table, Key={"pk": {"S": f"lease#{engine}"}}, **request)
         except AWS_ERRORS as exc:
             if has_code(exc, "ConditionalCheckFailedException"):
-                logger.warning("lease of %s is no longer held by %s", engine, owner)
-                return
-            raise translate(exc, f"UpdateItem lease#{engine}", service=engine) from exc
+                return False
+            raise translate(exc, f"{action} lease#{engine}", service=engine) from exc
+        return True

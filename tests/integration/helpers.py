@@ -105,3 +105,52 @@ class EventCapture:
                 self._sqs.delete_message(
                     QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"]
                 )
+
+
+def settle_and_check_owners(aws: Emulator, deliver: Any, clock: Any) -> None:
+    """Invariant I4. Let every stop finish and deliver each STOPPED event, as EventBridge
+    would; then every live RUNNING task of ours that no stop claimed is behind every target
+    group of its engine, and every target belongs to such a task."""
+    from start_engines.config import SERVICE_MAPPINGS
+    from start_engines.ecs_handler import ENGINE_TAG, STARTED_BY, STOPPING_TAG
+
+    assert aws.provisioned is not None
+    ecs, elbv2 = aws.clients().ecs, aws.clients().elbv2
+    clock.advance(120)  # past every stop timeout and draining delay
+    for engine, spec in SERVICE_MAPPINGS.items():
+        cluster = spec["cluster"]
+        stopped = ecs.list_tasks(cluster=cluster, desiredStatus="STOPPED")["taskArns"]
+        for arn in stopped:
+            deliver(state_change_event(aws, cluster, arn))
+        arns = ecs.list_tasks(cluster=cluster, desiredStatus="RUNNING")["taskArns"]
+        tasks = (
+            ecs.describe_tasks(cluster=cluster, tasks=arns, include=["TAGS"])["tasks"]
+            if arns
+            else []
+        )
+
+        def owned(t: dict[str, Any], engine: str = engine, spec: dict[str, Any] = spec) -> bool:
+            tags = {tag["key"]: tag["value"] for tag in t.get("tags", [])}
+            family = t["taskDefinitionArn"].rsplit("/", 1)[-1].split(":", 1)[0]
+            return (
+                t.get("startedBy") == STARTED_BY
+                and tags.get(ENGINE_TAG) == engine
+                and family == spec["taskDefinition"]
+                and STOPPING_TAG not in tags
+            )
+
+        def ip(t: dict[str, Any]) -> str | None:
+            details = t["attachments"][0]["details"] if t.get("attachments") else []
+            return next((d["value"] for d in details if d["name"] == "privateIPv4Address"), None)
+
+        ours = [t for t in tasks if owned(t)]
+        serving = {ip(t) for t in ours if t["lastStatus"] == "RUNNING"}
+        allowed = {ip(t) for t in ours}
+        health = elbv2.describe_target_health(TargetGroupArn=aws.provisioned.target_groups[engine])
+        registered = {
+            t["Target"]["Id"]
+            for t in health["TargetHealthDescriptions"]
+            if t["TargetHealth"]["State"] != "draining"
+        }
+        assert serving <= registered, f"{engine}: a RUNNING task of ours has no target"
+        assert registered <= allowed, f"{engine}: a target without a live task of ours"

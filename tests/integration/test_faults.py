@@ -24,7 +24,13 @@ from start_engines.ecs_handler import ENGINE_TAG, STARTED_BY
 from start_engines.local import Emulator, ManualClock
 from start_engines.local.context import LambdaContext
 from tests.conftest import load_event, start_event
-from tests.integration.helpers import create_target_group, finish_stop, state_change_event, task
+from tests.integration.helpers import (
+    create_target_group,
+    finish_stop,
+    state_change_event,
+    targets,
+    task,
+)
 
 Invoke = Any
 
@@ -219,3 +225,28 @@ def test_stop_task_refused_is_a_failed_answer(
         "AccessDeniedException",
     )
     assert response["body"]["failed"] == 1
+
+
+def test_a_refused_stop_task_gives_the_task_back_its_targets(
+    aws: Emulator, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started = invoke(start_event("fa"))["body"]
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise ECSException("AccessDeniedException", "not authorized to perform ecs:StopTask")
+
+    monkeypatch.setattr(EC2ContainerServiceBackend, "stop_task", refuse)
+    response = invoke({"detail-type": "Stop ECS Task", "detail": {"service": "fa"}})
+    result = response["body"]["results"][0]
+    assert response["statusCode"] == 500
+    assert result["tasksNotStopped"] == [
+        {
+            "taskId": started["taskId"],
+            "targetsRestored": [aws.provisioned.target_groups["fa"]],  # type: ignore[union-attr]
+            "state": "running, targets restored",
+        }
+    ]
+    described = task(aws, "fa-cluster", started["taskArn"])
+    assert "start-engines:stopping" not in {t["key"] for t in described.get("tags", [])}
+    assert [t[0] for t in targets(aws, "fa")] == [started["privateIp"]]
+    assert_nothing_orphaned(aws)

@@ -272,6 +272,18 @@ def test_a_failed_start_is_reported_to_concurrent_followers(
     assert targets(aws, "fa") == []
 
 
+def test_a_start_refused_before_anything_ran_does_not_hold_others_off(
+    aws: Emulator, invoke: Invoke
+) -> None:
+    invoke(start_event("batch"))
+    invoke({**start_event("batch", force=True), "id": "second"})
+    refused = invoke({**start_event("batch", force=True), "id": "third"})  # past maxTasks 2
+    assert (refused["statusCode"], refused["body"]["field"]) == (400, "force")
+    after = invoke({**start_event("batch"), "id": "fourth"})
+    assert after["statusCode"] == 200
+    assert after["body"]["reused"] is True
+
+
 # --- several engines in one event ------------------------------------------------------
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -223,3 +224,22 @@ def test_network_load_balancer_flows_count_as_traffic(
     )
     result = reap(invoke)["users"]
     assert result["reason"] == "busy: 2 requests in the last 30 min"
+
+
+def test_one_broken_engine_does_not_stop_the_others_reap(
+    aws: Emulator, invoke: Invoke, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert aws.provisioned is not None
+    ghost = {
+        "cluster": "no-such-cluster",
+        "taskDefinition": "ghost-task",
+        "port": 8080,
+        "targetGroupArns": [aws.provisioned.target_groups["auth"]],
+    }
+    monkeypatch.setenv("ENGINES_CONFIG", json.dumps({"ghost": ghost}))
+    started = invoke(start_event("pdf"))["body"]
+    clock.advance(40 * MINUTE)
+    results = reap(invoke)
+    assert results["ghost"]["action"] == "failed"
+    assert results["ghost"]["errorType"] == "AwsError"
+    assert (results["pdf"]["action"], results["pdf"]["taskIds"]) == ("stopped", [started["taskId"]])

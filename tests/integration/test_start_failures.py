@@ -58,10 +58,12 @@ def test_task_dies_after_running_while_waiting_for_health(
     aws: Emulator, invoke: Invoke, clock: ManualClock
 ) -> None:
     aws.lifecycle.plan_next(dies_after=6.0)
+    before = clock.now()
     response = invoke(start_event("auth", waitForHealthy=True), timeout=60)
     body = response["body"]
-    assert response["statusCode"] == 504
-    assert body["errorType"] == "StartTimeout"
+    assert response["statusCode"] == 500  # at once, not after the health timeout
+    assert body["errorType"] == "TaskStopped"
+    assert clock.now() - before < 6.0 + 6.0  # noticed within the DescribeTasks budget
     assert body["cleanedUp"] is True
     assert body["targetsRemoved"] == [aws.provisioned.target_groups["auth"]]  # type: ignore[union-attr]
     assert_nothing_left(aws, clock, "auth", "auth-cluster", body["taskArn"], DIED)
@@ -165,3 +167,62 @@ def test_missing_configuration_is_500_and_starts_nothing(
     assert response["body"]["errorType"] == "ConfigError"
     assert response["body"]["field"] == "AUTH_TARGET_GROUP_ARN"
     assert aws.lifecycle.mutations == []
+
+
+def test_each_engine_has_its_own_health_deadline(
+    aws: Emulator, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HEALTH_TIMEOUT_SECONDS", "12")
+    aws.lifecycle.start_seconds_for = lambda cluster: 12.0 if cluster == "batch-cluster" else 4.0
+    try:
+        response = invoke(
+            start_event(None) | {"detail": {"services": ["auth", "batch"], "waitForHealthy": True}}
+        )
+    finally:
+        aws.lifecycle.start_seconds_for = None
+    results = {r["service"]: r for r in response["body"]["results"]}
+    assert response["statusCode"] == 200, results
+    assert results["batch"]["healthStatus"] == "healthy"
+    assert results["batch"]["timings"]["healthy"] > 12.0 + 10.0 - 1  # past auth's own deadline
+
+
+def test_every_round_sleeps_its_poll_interval_even_with_a_short_start_timeout(
+    aws: Emulator, invoke: Invoke, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("START_TIMEOUT_SECONDS", "5")
+    aws.lifecycle.plan_next(running_after=float("inf"))
+    clock.sleeps.clear()
+    api = {
+        "version": "2.0",
+        "routeKey": "POST /engines/{service}/start",
+        "rawPath": "/engines/fa/start",
+        "queryStringParameters": {"wait": "true"},
+        "requestContext": {"http": {"method": "POST"}, "requestId": "busy"},
+    }
+    response = invoke(api)
+    assert response["statusCode"] == 504  # its own start timeout, not the 25 s hand-off
+    assert len(clock.sleeps) <= 5 / 0.7 + 2
+    assert all(s >= 0.7 for s in clock.sleeps[:-1])
+    assert len(aws.lifecycle.describe_calls) <= 1 + 1.5 * 5 + 2
+
+
+def test_no_run_task_without_time_left(aws: Emulator, invoke: Invoke) -> None:
+    response = invoke(start_event("pdf"), timeout=8.0)  # below the 10 s deadline margin
+    assert response["statusCode"] == 504
+    assert response["body"]["runTask"] is False
+    assert mutations(aws, "RunTask") == []
+
+
+def test_a_task_not_visible_yet_is_waited_for_not_killed(aws: Emulator, invoke: Invoke) -> None:
+    aws.lifecycle.plan_next(invisible_for=3.0)
+    response = invoke(start_event("users"))
+    assert response["statusCode"] == 200
+    assert mutations(aws, "StopTask") == []
+
+
+def test_a_task_that_stays_missing_is_a_failure(aws: Emulator, invoke: Invoke) -> None:
+    aws.lifecycle.plan_next(invisible_for=float("inf"))
+    response = invoke(start_event("users"))
+    assert response["statusCode"] == 500
+    assert response["body"]["errorType"] == "TaskNotFound"
+    assert response["body"]["cleanedUp"] is True

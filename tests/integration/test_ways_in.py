@@ -109,6 +109,7 @@ def test_api_status_and_list_and_stop(aws: Emulator, invoke: Invoke) -> None:
         ("DELETE", "/engines/auth", None, 405, "MethodNotAllowed"),
         ("POST", "/engines/auth/start", "{oops", 400, "BadEvent"),
         ("POST", "/engines/payroll/start", None, 400, "UnknownEngine"),
+        ("POST", "/engines/auth/start", "[" * 5000 + "]" * 5000, 400, "BadEvent"),
     ],
 )
 def test_api_errors_are_json(

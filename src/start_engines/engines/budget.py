@@ -8,6 +8,7 @@ if TYPE_CHECKING:
     from start_engines.clock import Clock
 
 STAGES = {"PROVISIONING": 1, "PENDING": 2, "ACTIVATING": 3}
+CONFIRMING = 4  # registered tasks awaiting their confirming look go first
 STARVED_AFTER = 5.0  # seconds; a cluster not polled for this long goes first
 
 

@@ -60,22 +60,20 @@ class Context:
     def engine_of(
         self, task: TaskInfo | None, cluster: str, task_definition_arn: str
     ) -> EngineConfig | None:
-        """The engine a task belongs to: its engine tag, else its cluster and family."""
-        family = (
-            (task.task_definition_arn if task else task_definition_arn)
-            .rsplit("/", 1)[-1]
-            .split(":", 1)[0]
-        )
-        candidates = (
-            [task.engine] if task is not None and task.engine else list(engine_names(self.environ))
-        )
-        for name in candidates:
+        """The engine a task belongs to (TaskInfo.owned_by). A task ECS no longer knows is
+        matched by the event's cluster and family."""
+        if task is not None:
+            try:
+                engine = self.engine(task.engine) if task.engine else None
+            except StartEnginesError:
+                return None
+            return engine if engine is not None and task.owned_by(engine) else None
+        family = task_definition_arn.rsplit("/", 1)[-1].split(":", 1)[0]
+        for name in engine_names(self.environ):
             try:
                 engine = self.engine(name)
             except StartEnginesError:
                 continue
-            if task is not None and task.engine:
-                return engine
             if engine.cluster.rsplit("/", 1)[-1] == cluster and engine.family == family:
                 return engine
         return None

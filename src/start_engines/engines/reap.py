@@ -6,10 +6,13 @@ keeps the engine: never stop on missing data."""
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import TYPE_CHECKING, Any
 
+from start_engines import checkpoints
 from start_engines.engines.outcome import Outcome, target_group_name
-from start_engines.engines.stop import stop
+from start_engines.engines.stop import claim as stop_claim
+from start_engines.engines.stop import drain, finish
 from start_engines.errors import ConfigError, StartEnginesError
 
 if TYPE_CHECKING:
@@ -36,7 +39,11 @@ def reap_idle(ctx: Context, request: ReapRequest, deadline: Deadline) -> Outcome
     for engine in ctx.select(request.services):
         if isinstance(engine, ConfigError):
             continue
-        tasks = ctx.ecs.find_tasks(engine)
+        try:
+            tasks = ctx.ecs.find_tasks(engine)
+        except StartEnginesError as exc:  # one broken engine does not stop the others' reap
+            decisions.append({"service": engine.name, "action": "failed", **_error_fields(exc)})
+            continue
         if tasks:
             candidates.append((engine, tasks))
     too_old = {
@@ -52,7 +59,7 @@ def reap_idle(ctx: Context, request: ReapRequest, deadline: Deadline) -> Outcome
     for engine, tasks in candidates:
         for task in too_old[engine.name]:
             reason = "max lifetime"
-            decisions.append(reap(ctx, engine, [task], reason, request, deadline, task_id=task.id))
+            decisions.append(reap(ctx, engine, [task], reason, now, request, deadline))
         rest = [t for t in tasks if t not in too_old[engine.name]]
         if rest:
             decisions.append(
@@ -97,7 +104,7 @@ def idle_decision(
             f"busy: {requests:g} requests in the last {engine.idle_minutes:g} min",
             requests=requests,
         )
-    return reap(ctx, engine, tasks, f"idle for {engine.idle_minutes:g} min", request, deadline)
+    return reap(ctx, engine, tasks, f"idle for {engine.idle_minutes:g} min", now, request, deadline)
 
 
 def reap(
@@ -105,42 +112,72 @@ def reap(
     engine: EngineConfig,
     tasks: list[TaskInfo],
     reason: str,
+    decided_at: datetime,
     request: ReapRequest,
     deadline: Deadline,
-    task_id: str | None = None,
 ) -> dict[str, Any]:
-    ids = [t.id for t in tasks]
+    """Stop exactly the tasks decided on, minus any that a start reused or a stop claimed
+    since: looked at again under the engine's claim, so no start reuses them meanwhile."""
+    decision: dict[str, Any] = {"service": engine.name, "reason": reason}
     if request.dry_run:
+        return {**decision, "action": "would-stop", "taskIds": [t.id for t in tasks]}
+    owner = str(uuid.uuid4())
+    try:
+        if ctx.lease is not None:
+            holder = ctx.lease.acquire(
+                engine.name, owner, ctx.clock.wall(), ctx.settings.lease_ttl, state="stopping"
+            )
+            if holder is not None:
+                return {
+                    **decision,
+                    "action": "kept",
+                    "reason": f"the engine is claimed ({holder.state}): a start or stop is under way",
+                    "taskIds": [t.id for t in tasks],
+                }
+        try:
+            now = ctx.ecs.describe(engine.cluster, [t.arn for t in tasks])
+            chosen = [
+                t
+                for t in now.values()
+                if t.is_live
+                and not t.stopping
+                and t.owned_by(engine)
+                and not (t.last_start and t.last_start >= decided_at)  # reused since
+            ]
+            claimed = stop_claim(ctx, engine, chosen, reason) if chosen else None
+        finally:
+            if ctx.lease is not None:
+                ctx.lease.release(engine.name, owner)
+    except StartEnginesError as exc:
+        return {**decision, "action": "failed", **_error_fields(exc)}
+    spared = [t.id for t in tasks if t.arn not in {c.arn for c in chosen}]
+    if claimed is None:
         return {
-            "service": engine.name,
-            "action": "would-stop",
-            "reason": reason,
-            "taskIds": ids,
+            **decision,
+            "action": "kept",
+            "reason": "started again since the decision",
+            "taskIds": spared,
         }
-    from start_engines.events import StopRequest
-
-    outcome = stop(
-        ctx,
-        StopRequest(
-            services=(engine.name,), task_id=task_id, wait_for_draining=True, reason=reason
-        ),
-        deadline,
-    )
-    result = outcome.body["results"][0]
-    if outcome.status_code >= 400:
-        return {
-            "service": engine.name,
-            "action": "failed",
-            "reason": reason,
-            "error": result.get("error"),
-            "errorType": result.get("errorType", "Error"),
-        }
+    drain(ctx, [claimed], deadline)
+    status, result = finish(ctx, claimed)
+    if status >= 400:
+        return {**decision, "action": "failed", **_error_fields_of(result)}
     logger.info("reaped %s (%s): %s", engine.name, reason, result.get("taskIds"))
+    found: dict[str, Any] = {**decision, "action": "stopped", "taskIds": result.get("taskIds", [])}
+    if spared:
+        found["taskIdsKept"] = spared
+    return found
+
+
+def _error_fields(exc: StartEnginesError) -> dict[str, Any]:
+    return {"error": exc.message, "errorType": exc.error_type}
+
+
+def _error_fields_of(body: dict[str, Any]) -> dict[str, Any]:
     return {
-        "service": engine.name,
-        "action": "stopped",
-        "reason": reason,
-        "taskIds": result.get("taskIds", []),
+        "error": body.get("error"),
+        "errorType": body.get("errorType", "Error"),
+        "tasksNotStopped": body.get("tasksNotStopped", []),
     }
 
 
@@ -172,6 +209,7 @@ def traffic_by_engine(
             ):
                 queries.append(query)
                 owner[query.id] = engine.name
+    checkpoints.reached("reap.metrics", services=[e.name for e, _ in candidates])
     try:
         series = (
             ctx.cloudwatch.series(queries, now - timedelta(minutes=max(windows)), now)

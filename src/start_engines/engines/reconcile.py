@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from start_engines.ecs_handler import STARTED_BY
 from start_engines.engines.outcome import Outcome
+from start_engines.engines.serving import register_checked, stopped_by_request
 from start_engines.event_publisher import ENGINE_READY, ENGINE_START_FAILED, ENGINE_STOPPED
 
 if TYPE_CHECKING:
@@ -44,6 +45,8 @@ def on_task_state_change(ctx: Context, change: TaskStateChange) -> Outcome:
         lastStatus=current.last_status if current else "MISSING",
         version=current.version if current else None,
     )
+    if current is not None and current.stopping and not current.is_stopped:
+        return Outcome(200, {**base, "action": "none", "reason": "a stop has claimed the task"})
     if current is not None and current.is_live and current.is_running:
         return Outcome(200, _running(ctx, engine, current, base))
     if current is None or current.is_stopped or current.desired_status == "STOPPED":
@@ -59,8 +62,11 @@ def _running(
     before = ctx.targets.health_of(engine.target_group_arns, ip, engine.port, engine.name)
     missing = [g for g, state in before.items() if state in ("unregistered", "unused", "draining")]
     if not missing:
+        _end_claim(ctx, engine, task)
         return {**base, "action": "already-registered", "privateIp": ip, "targetGroupArns": []}
-    ctx.targets.register_target(missing, ip, engine.port, engine.name)
+    if register_checked(ctx, engine, task, ip, missing).being_stopped:
+        return {**base, "action": "none", "reason": "a stop claimed the task while registering"}
+    _end_claim(ctx, engine, task)
     logger.info(
         "task %s of %s is RUNNING; registered in %d missing group(s)",
         task.id,
@@ -93,10 +99,13 @@ def _stopped(
     base: dict[str, Any],
 ) -> dict[str, Any]:
     """Deregister a task that is stopping, unless its IP already serves another live task."""
+    if task is not None:
+        _end_claim(ctx, engine, task)
     if (
         task is not None
         and task.is_stopped
         and task.started_at is None
+        and not stopped_by_request(task)
         and not (task.stopped_reason or "").startswith("start-engines:")
     ):
         exit_codes = dict(task.exit_codes)
@@ -143,3 +152,9 @@ def _stopped(
         "privateIp": ip,
         "targetGroupArns": removed,
     }
+
+
+def _end_claim(ctx: Context, engine: EngineConfig, task: TaskInfo) -> None:
+    """A start handed off with this task is over: its claim on the engine ends."""
+    if ctx.lease is not None and ctx.lease.end_claim(engine.name, task.arn):
+        logger.info("the handed-off start of %s with task %s is over", engine.name, task.id)

@@ -14,26 +14,33 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from start_engines.clock import Deadline
+from start_engines import checkpoints
 from start_engines.engines.budget import DescribeBudget
 from start_engines.engines.outcome import Outcome, combine
 from start_engines.engines.overrides import task_overrides, with_overrides
-from start_engines.engines.start_job import NOT_SERIALISED, JobState, StartJob
+from start_engines.engines.start_job import NOT_SERIALISED, POLLED, JobState, StartJob
 from start_engines.engines.start_poll import poll_health, poll_tasks, timeout_error
 from start_engines.errors import (
+    AwsError,
     BadEvent,
     ConfigError,
     InternalError,
     StartEnginesError,
     StartFailedElsewhere,
+    StartTimeout,
+    StoppedDuringStart,
 )
 from start_engines.event_publisher import ENGINE_READY, ENGINE_START_FAILED
+from start_engines.lease import LOST, PREEMPTED
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from start_engines.clock import Deadline
+    from start_engines.ecs_handler import TaskInfo
     from start_engines.engines.context import Context
     from start_engines.events import StartRequest
+    from start_engines.lease import LeaseHolder
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +58,7 @@ def start(ctx: Context, request: StartRequest, deadline: Deadline) -> Outcome:
                 service=engine.name,
                 field="count",
             )
-    starter = Starter(ctx, request)
+    starter = Starter(ctx, request, deadline)
     began = ctx.clock.now()
     jobs = [StartJob(engine, began) for engine in engines]
     if ctx.lease is None:
@@ -71,7 +78,8 @@ def start(ctx: Context, request: StartRequest, deadline: Deadline) -> Outcome:
     for job in jobs:
         if job.error is not None:
             results.append((job.error.status_code, job.error.to_body()))
-            ctx.publish(ENGINE_START_FAILED, results[-1][1])
+            if not isinstance(job.error, StoppedDuringStart):
+                ctx.publish(ENGINE_START_FAILED, results[-1][1])
         elif job.state is JobState.HANDED_OFF:
             results.append((202, job.handoff_body()))
         else:
@@ -86,9 +94,10 @@ def start(ctx: Context, request: StartRequest, deadline: Deadline) -> Outcome:
 class Starter:
     """The steps of one start request, shared by its engines' jobs."""
 
-    def __init__(self, ctx: Context, request: StartRequest) -> None:
+    def __init__(self, ctx: Context, request: StartRequest, deadline: Deadline) -> None:
         self.ctx = ctx
         self.request = request
+        self.deadline = deadline
 
     def guard(self, job: StartJob, step: Callable[[], None]) -> None:
         try:
@@ -106,7 +115,11 @@ class Starter:
             if request.event_id:
                 recorded = ctx.lease.event_tasks(request.event_id, engine.name)
                 live = (
-                    [t for t in ctx.ecs.describe(engine.cluster, recorded).values() if t.is_live]
+                    [
+                        t
+                        for t in ctx.ecs.describe(engine.cluster, recorded).values()
+                        if t.is_live and not t.stopping
+                    ]
                     if recorded
                     else []
                 )
@@ -116,7 +129,7 @@ class Starter:
                     )
                     job.watch(live, reused=True)
                     return
-            if not self.acquire(job):
+            if self.acquire(job) is not None:
                 logger.info("start of %s is in flight elsewhere; following it", engine.name)
                 job.move(JobState.FOLLOW)
                 return
@@ -142,8 +155,17 @@ class Starter:
             )
             for task in reuse:  # this start resets the engine's idle clock
                 ctx.ecs.mark_started(task, ctx.clock.wall())
+            self.record(job, reuse)
             job.watch(reuse, reused=True)
             return
+        if self.deadline.expired():
+            raise StartTimeout(
+                f"engine '{engine.name}': no time left to start a task in this invocation; "
+                "nothing was started",
+                service=engine.name,
+                details={"runTask": False},
+            )
+        checkpoints.reached("start.before-run-task", service=engine.name)
         token = client_token(request.event_id, engine.name)
         started = ctx.ecs.start_task(
             engine,
@@ -162,29 +184,60 @@ class Starter:
             )
         if ctx.lease is not None and request.event_id:
             ctx.lease.remember_event(request.event_id, engine.name, job.started, ctx.clock.wall())
+        self.record(job, [*reuse, *started])
         job.watch([*reuse, *started], reused=bool(reuse))
+        checkpoints.reached("start.after-run-task", service=engine.name, taskArns=job.started)
 
-    def lease_seconds(self) -> float:
-        settings = self.ctx.settings
-        return settings.start_timeout + settings.health_timeout + settings.deadline_margin
+    def record(self, job: StartJob, tasks: list[TaskInfo]) -> None:
+        """Name our tasks in the claim: followers and stops then find them by ARN."""
+        if self.ctx.lease is not None and job.lease_owner:
+            self.ctx.lease.record_tasks(job.engine.name, job.lease_owner, [t.arn for t in tasks])
+
+    def claim_seconds(self) -> float:
+        """How long our claim lasts without a heartbeat: never past our own deadline."""
+        return min(self.ctx.settings.lease_ttl, self.deadline.remaining())
+
+    def heartbeat(self, jobs: list[StartJob]) -> None:
+        """Renew each claim we hold once a third of its time has passed; learn of stops."""
+        ctx = self.ctx
+        if ctx.lease is None:
+            return
+        now = ctx.clock.now()
+        for job in jobs:
+            if not job.active or not job.lease_owner:
+                continue
+            if now - job.renewed_at < ctx.settings.lease_ttl / 3:
+                continue
+            job.renewed_at = now
+            state = ctx.lease.renew(
+                job.engine.name, job.lease_owner, ctx.clock.wall(), self.claim_seconds()
+            )
+            if state == PREEMPTED:
+                job.fail(preempted(job))
+            elif state == LOST:
+                logger.warning("the claim on %s expired under this start", job.engine.name)
+                job.lease_owner = None
 
     def poll(self, jobs: list[StartJob], deadline: Deadline, handoff: Deadline | None) -> None:
         """Rounds until every job is done or failed. With `handoff` (asynchronous starts), jobs
-        still under way when it passes are handed to the task-state entry point, not failed."""
+        still under way when it passes are handed to the task-state entry point. Every round
+        sleeps its poll interval: only an expired deadline ends the loop early."""
         ctx = self.ctx
         start_deadline = deadline.within(ctx.settings.start_timeout)
-        health_deadline: Deadline | None = None
         budget = DescribeBudget(ctx.clock, ctx.settings.describe_rate)
         while True:
+            self.heartbeat(jobs)
             for job in jobs:
                 if job.state is JobState.FOLLOW:
                     self.guard(job, lambda job=job: self.follow(job))  # type: ignore[misc]
-            poll_tasks(ctx, [j for j in jobs if j.state is JobState.WATCH], self, budget)
+            poll_tasks(ctx, [j for j in jobs if j.state in POLLED], self, budget)
             health_jobs = [j for j in jobs if j.state is JobState.HEALTH]
             if health_jobs:
-                if health_deadline is None:
-                    health_deadline = deadline.within(ctx.settings.health_timeout)
                 poll_health(ctx, health_jobs, self)
+            for job in jobs:
+                limit = job.health_deadline if job.state is JobState.HEALTH else start_deadline
+                if job.active and (limit is None or limit.expired()):
+                    job.fail(timeout_error(job))
             active = [j for j in jobs if j.active]
             if not active:
                 return
@@ -192,39 +245,40 @@ class Starter:
                 for job in active:
                     job.move(JobState.HANDED_OFF)
                 return
-            waiting_for_tasks = any(j.state in (JobState.FOLLOW, JobState.WATCH) for j in active)
-            limit = start_deadline if waiting_for_tasks else (health_deadline or deadline)
-            if handoff is not None:
-                limit = Deadline(limit.clock, min(limit.at, handoff.at))
-            elif limit.expired() or deadline.expired():
-                for job in active:
-                    job.fail(timeout_error(job))
-                return
-            limit.sleep(
+            waiting_for_tasks = any(j.state is not JobState.HEALTH for j in active)
+            (handoff or deadline).sleep(
                 ctx.settings.poll_interval
                 if waiting_for_tasks
                 else ctx.settings.health_poll_interval
             )
 
     def follow(self, job: StartJob) -> None:
-        """Another invocation holds the lease: wait for its task, or take over if it let go."""
-        live = self.ctx.ecs.find_tasks(job.engine)
-        if live:
-            wanted = self.request.count or 1
-            job.watch(sorted(live, key=lambda t: not t.is_running)[:wanted], reused=True)
-        elif self.acquire(job):
+        """Another invocation holds the claim. A plain start watches the holder's tasks; a
+        start with count or force waits for the claim, then decides for itself."""
+        ctx = self.ctx
+        checkpoints.reached("start.follow", service=job.engine.name)
+        holder = self.acquire(job)
+        if holder is None:
             self.run_or_reuse(job)
+            return
+        own_decision = self.request.force or (self.request.count or 1) > 1
+        if own_decision or holder.state != "starting" or not holder.task_arns:
+            return
+        described = ctx.ecs.describe(job.engine.cluster, holder.task_arns).values()
+        live = [t for t in described if t.is_live and not t.stopping and t.owned_by(job.engine)]
+        if live:
+            job.watch(sorted(live, key=lambda t: not t.is_running)[:1], reused=True)
 
-    def acquire(self, job: StartJob) -> bool:
-        """Take the engine's lease for this job. False while another start holds it;
-        StartFailedElsewhere during the cooldown after a concurrent start failed."""
+    def acquire(self, job: StartJob) -> LeaseHolder | None:
+        """Take the engine's claim for this job: None when taken, else the holder that keeps
+        it. StartFailedElsewhere during the cooldown after a start failed."""
         ctx = self.ctx
         assert ctx.lease is not None
         owner = str(uuid.uuid4())
-        holder = ctx.lease.acquire(job.engine.name, owner, ctx.clock.wall(), self.lease_seconds())
+        holder = ctx.lease.acquire(job.engine.name, owner, ctx.clock.wall(), self.claim_seconds())
         if holder is None:
-            job.lease_owner = owner
-            return True
+            job.lease_owner, job.renewed_at = owner, ctx.clock.now()
+            return None
         if holder.state == "failed":
             raise StartFailedElsewhere(
                 f"a concurrent start of '{job.engine.name}' failed moments ago: {holder.error}",
@@ -235,28 +289,37 @@ class Starter:
                     )
                 },
             )
-        return False
+        return holder
 
     def finish(self, job: StartJob) -> None:
-        """Clean up after a failed start, and hand the lease back."""
+        """Clean up after a failed start, and settle the claim: kept past a hand-off, marked
+        failed (the cooldown) after a task failed or AWS refused, else released."""
         ctx = self.ctx
+        lease, owner, engine = ctx.lease, job.lease_owner, job.engine.name
+        try:
+            if lease is not None and owner and job.state is JobState.DONE:
+                holder = lease.holder(engine)
+                if holder is not None and holder.owner == owner and holder.preempted:
+                    job.fail(preempted(job))
+        except StartEnginesError as exc:
+            logger.error("could not read the claim on %s: %s", engine, exc.message)
         error = job.error
         if error is not None and (job.started or job.tasks):
             self.clean_up(job, error)
-        if ctx.lease is not None and job.lease_owner:
-            try:
-                if error is None:
-                    ctx.lease.release(job.engine.name, job.lease_owner)
-                else:
-                    ctx.lease.fail(
-                        job.engine.name,
-                        job.lease_owner,
-                        error.message,
-                        ctx.clock.wall(),
-                        ctx.settings.lease_cooldown,
-                    )
-            except StartEnginesError as exc:
-                logger.error("could not update the lease of %s: %s", job.engine.name, exc.message)
+        if lease is None or not owner:
+            return
+        try:
+            if job.state is JobState.HANDED_OFF:
+                left = ctx.settings.start_timeout - (ctx.clock.now() - job.began)
+                lease.hand_off(engine, owner, ctx.clock.wall(), max(left, ctx.settings.lease_ttl))
+            elif error is not None and cools_down(job, error):
+                lease.fail(
+                    engine, owner, error.message, ctx.clock.wall(), ctx.settings.lease_cooldown
+                )
+            else:
+                lease.release(engine, owner)
+        except StartEnginesError as exc:
+            logger.error("could not update the lease of %s: %s", engine, exc.message)
 
     def clean_up(self, job: StartJob, error: StartEnginesError) -> None:
         """Stop the tasks this invocation ran and remove their targets. A reused task that
@@ -272,7 +335,12 @@ class Starter:
             for arn in arns:
                 info = seen.get(arn)
                 task_id = arn.rsplit("/", 1)[-1]
-                if arn not in job.started and info is not None and info.is_live:
+                if (
+                    arn not in job.started
+                    and info is not None
+                    and info.is_live
+                    and not info.stopping
+                ):
                     left.append(task_id)
                     continue
                 ip = (info.private_ip if info else None) or job.ips.get(arn)
@@ -305,6 +373,21 @@ class Starter:
                 cleanup_error.message,
             )
         error.details.update(report)
+
+
+def cools_down(job: StartJob, error: StartEnginesError) -> bool:
+    """A failed start holds others off for the cooldown only if a task of it failed or AWS
+    refused it; not after a stop, or a request refused before anything ran."""
+    if isinstance(error, StoppedDuringStart):
+        return False
+    return bool(job.started) or isinstance(error, AwsError)
+
+
+def preempted(job: StartJob) -> StoppedDuringStart:
+    return StoppedDuringStart(
+        f"engine '{job.engine.name}' was stopped during this start; start again for a fresh task",
+        service=job.engine.name,
+    )
 
 
 def client_token(event_id: str | None, engine: str) -> str | None:

@@ -8,6 +8,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from start_engines.clock import Deadline
     from start_engines.config import EngineConfig
     from start_engines.ecs_handler import TaskInfo
     from start_engines.errors import StartEnginesError
@@ -21,6 +22,7 @@ class JobState(Enum):
     NEW = "new"
     FOLLOW = "follow"  # another invocation holds the lease; wait for its task or the lease
     WATCH = "watch"  # tasks chosen; poll them to RUNNING, then register
+    CONFIRM = "confirm"  # registered; one more look shows no stop claimed the tasks meanwhile
     HEALTH = "health"  # registered; poll target health
     DONE = "done"
     FAILED = "failed"
@@ -31,15 +33,19 @@ class JobState(Enum):
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.NEW: frozenset({JobState.FOLLOW, JobState.WATCH, JobState.FAILED}),
     JobState.FOLLOW: frozenset({JobState.WATCH, JobState.FAILED, JobState.HANDED_OFF}),
-    JobState.WATCH: frozenset(
+    JobState.WATCH: frozenset({JobState.CONFIRM, JobState.FAILED, JobState.HANDED_OFF}),
+    JobState.CONFIRM: frozenset(
         {JobState.HEALTH, JobState.DONE, JobState.FAILED, JobState.HANDED_OFF}
     ),
     JobState.HEALTH: frozenset({JobState.DONE, JobState.FAILED, JobState.HANDED_OFF}),
-    JobState.DONE: frozenset(),
+    JobState.DONE: frozenset({JobState.FAILED}),  # a stop pre-empted it at the very end
     JobState.FAILED: frozenset(),
     JobState.HANDED_OFF: frozenset(),
 }
-ACTIVE = frozenset({JobState.NEW, JobState.FOLLOW, JobState.WATCH, JobState.HEALTH})
+ACTIVE = frozenset(
+    {JobState.NEW, JobState.FOLLOW, JobState.WATCH, JobState.CONFIRM, JobState.HEALTH}
+)
+POLLED = frozenset({JobState.WATCH, JobState.CONFIRM, JobState.HEALTH})  # on the budget
 
 
 @dataclass
@@ -57,6 +63,8 @@ class StartJob:
     timings: dict[str, float] = field(default_factory=dict)
     reused: bool = False
     lease_owner: str | None = None
+    renewed_at: float = 0.0  # when the lease was last renewed (monotonic)
+    health_deadline: Deadline | None = None  # each engine's own, from its registration
     error: StartEnginesError | None = None
 
     def move(self, state: JobState) -> None:

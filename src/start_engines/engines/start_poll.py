@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
+from start_engines import checkpoints
 from start_engines.ecs_handler import running_or_raise
-from start_engines.engines.budget import STAGES
+from start_engines.engines.budget import CONFIRMING, STAGES
 from start_engines.engines.outcome import state_of, target_group_name
+from start_engines.engines.serving import stopped_by_request
 from start_engines.engines.start_job import JobState
-from start_engines.errors import StartEnginesError, StartTimeout
+from start_engines.errors import StartEnginesError, StartTimeout, StoppedDuringStart
 
 if TYPE_CHECKING:
     from start_engines.ecs_handler import TaskInfo
@@ -19,16 +22,21 @@ if TYPE_CHECKING:
     from start_engines.target_group_handler import TargetHealth
 
 
+MISSING_GRACE = 30.0  # seconds: ECS reads are eventually consistent for a task this young
+
+
 def poll_tasks(
     ctx: Context, jobs: list[StartJob], starter: Starter, budget: DescribeBudget
 ) -> None:
     """One round: DescribeTasks for the clusters the budget picks (each call carries all of
-    that cluster's tasks in flight), then move every job whose tasks were seen."""
-    # Tasks known to be RUNNING already (a reused task) need no poll to be registered.
+    that cluster's tasks in flight), then move every job whose tasks were seen. Jobs waiting
+    for health stay on the budget too, so a task that dies is noticed at once."""
+    # A reused task known to be RUNNING needs no poll to be registered (its registration is
+    # confirmed by the next round, like any other).
     seen: dict[str, TaskInfo] = {
         t.arn: t
         for job in jobs
-        if all(t.is_running for t in job.tasks.values())
+        if job.state is JobState.WATCH and all(t.is_running for t in job.tasks.values())
         for t in job.tasks.values()
     }
     waiting = [job for job in jobs if not all(arn in seen for arn in job.tasks)]
@@ -37,9 +45,8 @@ def poll_tasks(
     for job in waiting:
         by_cluster.setdefault(job.engine.cluster, []).extend(job.tasks)
         for task in job.tasks.values():
-            stage[job.engine.cluster] = max(
-                stage.get(job.engine.cluster, 0), STAGES.get(task.last_status, 0)
-            )
+            rank = CONFIRMING if job.state is JobState.CONFIRM else STAGES.get(task.last_status, 0)
+            stage[job.engine.cluster] = max(stage.get(job.engine.cluster, 0), rank)
     polled = budget.choose(stage) if stage else []
     for cluster in polled:
         try:
@@ -49,18 +56,17 @@ def poll_tasks(
                 if job.engine.cluster == cluster:
                     job.fail(exc)
     for job in jobs:
-        if job.state is JobState.WATCH and (job not in waiting or job.engine.cluster in polled):
+        if job.active and (job not in waiting or job.engine.cluster in polled):
             starter.guard(job, lambda job=job: advance(ctx, job, seen, starter))  # type: ignore[misc]
 
 
 def advance(ctx: Context, job: StartJob, seen: dict[str, TaskInfo], starter: Starter) -> None:
     for arn, previous in list(job.tasks.items()):
-        info = seen.get(arn)
-        current = (
-            running_or_raise(info, arn, job.engine.name)
-            if info is None or info.is_stopped
-            else info
-        )
+        current = seen.get(arn)
+        if current is None and ctx.clock.now() - job.began < MISSING_GRACE:
+            continue  # not visible yet: eventual consistency, not a lost task
+        if current is None or current.being_stopped:
+            raise start_error(current, arn, job)
         if current.last_status != previous.last_status:
             job.progress(
                 "status",
@@ -70,7 +76,14 @@ def advance(ctx: Context, job: StartJob, seen: dict[str, TaskInfo], starter: Sta
                 lastStatus=current.last_status,
             )
         job.tasks[arn] = current
-    if not all(t.is_running for t in job.tasks.values()):
+    if job.state is JobState.CONFIRM:  # seen after registering, and no stop claimed it
+        if starter.request.wait_for_healthy:
+            job.move(JobState.HEALTH)
+        else:
+            record_health(ctx, job, health_snapshot(ctx, job))
+            job.move(JobState.DONE)
+        return
+    if job.state is not JobState.WATCH or not all(t.is_running for t in job.tasks.values()):
         return
     job.timings["running"] = round(ctx.clock.now() - job.began, 3)
     engine = job.engine
@@ -86,11 +99,28 @@ def advance(ctx: Context, job: StartJob, seen: dict[str, TaskInfo], starter: Sta
             privateIp=ip,
         )
     job.timings["registered"] = round(ctx.clock.now() - job.began, 3)
-    if starter.request.wait_for_healthy:
-        job.move(JobState.HEALTH)
-    else:
-        record_health(ctx, job, health_snapshot(ctx, job))
-        job.move(JobState.DONE)
+    job.health_deadline = starter.deadline.within(ctx.settings.health_timeout)
+    job.move(JobState.CONFIRM)
+    checkpoints.reached("start.registered", service=engine.name)
+
+
+def start_error(task: TaskInfo | None, arn: str, job: StartJob) -> StartEnginesError:
+    """Why a watched task will not serve: a stop took it, it died, or ECS lost it."""
+    if task is not None and stopped_by_request(task):
+        reason = task.stopping.split(" ", 1)[-1] if task.stopping else task.stopped_reason
+        return StoppedDuringStart(
+            f"engine '{job.engine.name}': task {task.id} was stopped during this start "
+            f"({reason or 'StopTask'}); start again for a fresh task",
+            service=job.engine.name,
+            details={"taskId": task.id, "stopReason": reason},
+        )
+    if task is not None and not task.is_stopped:  # desired STOPPED, still shutting down
+        task = dataclasses.replace(task, last_status="STOPPED")
+    try:
+        running_or_raise(task, arn, job.engine.name)
+    except StartEnginesError as exc:
+        return exc
+    raise AssertionError("a task that will not serve passed running_or_raise")
 
 
 def health_snapshot(ctx: Context, job: StartJob) -> dict[str, list[TargetHealth]]:

@@ -7,6 +7,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from start_engines.engines.outcome import Outcome, combine, not_configured, target_group_name
+from start_engines.engines.serving import register_checked
 from start_engines.errors import ConfigError, StartEnginesError
 
 if TYPE_CHECKING:
@@ -35,9 +36,10 @@ def sync(ctx: Context, request: SyncRequest) -> Outcome:
 
 
 def sync_engine(ctx: Context, engine: EngineConfig) -> dict[str, Any]:
-    tasks = ctx.ecs.find_tasks(engine)
+    tasks = ctx.ecs.find_tasks(engine)  # owned, live, and not claimed by a stop
     live_ips = {t.private_ip for t in tasks if t.private_ip}
-    running_ips = {ctx.ecs.extract_ip(t, engine.name) for t in tasks if t.is_running}
+    running = {ctx.ecs.extract_ip(t, engine.name): t for t in tasks if t.is_running}
+    running_ips = set(running)
     registered: list[dict[str, Any]] = []
     deregistered: list[dict[str, Any]] = []
     for arn in engine.target_group_arns:
@@ -55,8 +57,8 @@ def sync_engine(ctx: Context, engine: EngineConfig) -> dict[str, Any]:
                 )
         present = {t.ip for t in current if t.port == engine.port}
         for ip in sorted(running_ips - present):
-            ctx.targets.register_target([arn], ip, engine.port, engine.name)
-            registered.append({"ip": ip, "port": engine.port, "targetGroupArn": arn})
+            if not register_checked(ctx, engine, running[ip], ip, [arn]).being_stopped:
+                registered.append({"ip": ip, "port": engine.port, "targetGroupArn": arn})
     for change in deregistered:
         logger.info(
             "sync %s: removed stale target %s:%s from %s",

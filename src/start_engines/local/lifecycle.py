@@ -54,6 +54,7 @@ class NextTask:
     hide_ip: bool = False
     stop_seconds: float | None = None
     invisible_for: float = 0.0
+    ip: str | None = None  # the private IP the subnet hands out (an old task's, say)
 
 
 class Lifecycle:
@@ -254,10 +255,15 @@ class Lifecycle:
                         self.stop_seconds if shape.stop_seconds is None else shape.stop_seconds
                     ),
                     invisible_for=shape.invisible_for,
-                    details=list(details),
+                    details=[
+                        {**d, "value": shape.ip}
+                        if shape.ip and d["name"] == "privateIPv4Address"
+                        else d
+                        for d in details
+                    ],
                 )
                 plan.ip = next(
-                    (d["value"] for d in details if d["name"] == "privateIPv4Address"), None
+                    (d["value"] for d in plan.details if d["name"] == "privateIPv4Address"), None
                 )
                 task.created_at = self.wall(now)
                 self.plans[task.task_arn] = plan
