@@ -99,8 +99,9 @@ def test_each_permission_is_scoped() -> None:
     tagging = next(
         s
         for s in statements("StartEnginesRole")
-        if s.get("Sid") == "ResetTheIdleClockOfReusedTasks"
+        if s.get("Sid") == "TagTasksInTheEnginesClusters"
     )
+    assert actions(tagging) == ["ecs:TagResource", "ecs:UntagResource"]
     assert [r["Fn::Sub"].rsplit(":", 1)[1] for r in tagging["Resource"]] == [
         f"task/${{{engine}Cluster}}/*" for engine in ENGINES
     ]
@@ -137,6 +138,8 @@ def test_each_permission_is_scoped() -> None:
 def test_task_state_role_cannot_start_or_stop() -> None:
     granted = {a for s in statements("TaskStateRole") for a in actions(s)}
     assert not granted & {"ecs:RunTask", "ecs:StopTask", "iam:PassRole"}
+    writes = {a for a in granted if a.startswith("dynamodb:")}
+    assert writes == {"dynamodb:DeleteItem"}  # it may only end a handed-off start's claim
 
 
 # --- deployed on the emulator ----------------------------------------------------------
