@@ -40,6 +40,7 @@ ENGINE_KEYS: dict[str, str] = {
     "idleMinutes": "IDLE_MINUTES",
     "minUptimeMinutes": "MIN_UPTIME_MINUTES",
     "maxLifetimeHours": "MAX_LIFETIME_HOURS",
+    "allowIncludeForeign": "ALLOW_INCLUDE_FOREIGN",
 }
 LIST_KEYS = frozenset({"targetGroupArns", "subnets", "securityGroups"})
 # What a start event may ask to override, if the engine's allowedOverrides names it.
@@ -83,6 +84,7 @@ class EngineConfig:
     idle_minutes: float | None = DEFAULT_IDLE_MINUTES  # None: never stopped for idleness
     min_uptime_minutes: float = DEFAULT_MIN_UPTIME_MINUTES
     max_lifetime_hours: float | None = None  # None: no hard limit
+    allow_include_foreign: bool = False  # may a stop also stop tasks start-engines did not start
 
     @property
     def family(self) -> str:
@@ -109,6 +111,7 @@ class Settings:
     lease_table: str | None = None
     lease_cooldown: float = 10.0
     lease_ttl: float = 10.0  # a holder's heartbeat: a dead holder blocks others this long
+    metrics_delay: float = 3.0  # minutes: load balancer metrics this recent may be incomplete
     event_bus: str | None = "default"  # None: no outgoing events
 
 
@@ -221,6 +224,18 @@ def _as_minutes(value: Any, field: str, service: str, *, optional: bool) -> floa
     return number
 
 
+def _as_flag(value: Any, field: str, service: str) -> bool:
+    """true/false, as JSON or as the text of a variable."""
+    if isinstance(value, bool):
+        return value
+    text = value.strip().lower() if isinstance(value, str) else None
+    if text in ("true", "false"):
+        return text == "true"
+    raise ConfigError(
+        f"{field} must be true or false, got {describe_name(value)}", service=service, field=field
+    )
+
+
 def _as_overrides(value: Any, field: str, service: str) -> frozenset[str]:
     names = set(_as_list(value, field, service))
     for name in sorted(names):
@@ -327,6 +342,9 @@ def get_service_config(name: str, environ: Environ | None = None) -> EngineConfi
         max_lifetime_hours=_as_minutes(
             merged.get("maxLifetimeHours"), source("maxLifetimeHours"), key, optional=True
         ),
+        allow_include_foreign=_as_flag(
+            merged.get("allowIncludeForeign", False), source("allowIncludeForeign"), key
+        ),
     )
 
 
@@ -358,6 +376,7 @@ def load_settings(environ: Environ | None = None) -> Settings:
         lease_table=env.get("LEASE_TABLE", "").strip() or None,
         lease_cooldown=_float_setting(env, "LEASE_COOLDOWN_SECONDS", 10.0, 0.0),
         lease_ttl=_float_setting(env, "LEASE_TTL_SECONDS", 10.0, 2.0),
+        metrics_delay=_float_setting(env, "METRICS_DELAY_MINUTES", 3.0, 0.0),
         event_bus=_event_bus(env),
     )
 

@@ -51,6 +51,10 @@ class OverrideNotAllowed(BadEvent):
     pass
 
 
+class ForeignNotAllowed(BadEvent):
+    """includeForeign for an engine whose configuration does not allow it."""
+
+
 class RouteNotFound(BadEvent):
     status_code = 404
 

@@ -97,9 +97,7 @@ def test_each_permission_is_scoped() -> None:
     assert register is by_action["elasticloadbalancing:DeregisterTargets"]
     assert "Fn::Split" in register["Resource"]  # the engines' target groups, not "*"
     tagging = next(
-        s
-        for s in statements("StartEnginesRole")
-        if s.get("Sid") == "TagTasksInTheEnginesClusters"
+        s for s in statements("StartEnginesRole") if s.get("Sid") == "TagTasksInTheEnginesClusters"
     )
     assert actions(tagging) == ["ecs:TagResource", "ecs:UntagResource"]
     assert [r["Fn::Sub"].rsplit(":", 1)[1] for r in tagging["Resource"]] == [

@@ -70,7 +70,10 @@ def test_stop_deregisters_first_then_stops_only_ours(
     assert live_tasks(aws, "auth-cluster") == [foreign]
 
 
-def test_stop_include_foreign(aws: Emulator, invoke: Invoke) -> None:
+def test_stop_include_foreign(
+    aws: Emulator, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PDF_ALLOW_INCLUDE_FOREIGN", "true")
     foreign = run_foreign_task(aws, "pdf-cluster", "pdf-creator-task")
     other_family = run_foreign_task(aws, "pdf-cluster", "auth-api-task")
     response = invoke(event("Stop ECS Tasks", service="pdf", includeForeign=True, reason="night"))
@@ -78,6 +81,27 @@ def test_stop_include_foreign(aws: Emulator, invoke: Invoke) -> None:
     assert result["taskIds"] == [foreign.rsplit("/", 1)[1]]
     assert task(aws, "pdf-cluster", foreign)["stoppedReason"] == "night"
     assert live_tasks(aws, "pdf-cluster") == [other_family]
+
+
+@pytest.mark.parametrize(("detail", "refusing"), [({"service": "pdf"}, "PDF"), ({}, "BATCH")])
+def test_include_foreign_is_refused_unless_the_engine_allows_it(
+    aws: Emulator,
+    invoke: Invoke,
+    monkeypatch: pytest.MonkeyPatch,
+    detail: dict[str, Any],
+    refusing: str,
+) -> None:
+    monkeypatch.setenv("AUTH_ALLOW_INCLUDE_FOREIGN", "true")  # one engine allowing is not enough
+    foreign = run_foreign_task(aws, "pdf-cluster", "pdf-creator-task")
+    ours = invoke(start_event("pdf"))["body"]
+    aws.lifecycle.mutations.clear()
+    response = invoke(event("Stop ECS Tasks", includeForeign=True, **detail))
+    assert response["statusCode"] == 400
+    assert response["body"]["errorType"] == "ForeignNotAllowed"
+    assert response["body"]["field"] == "includeForeign"
+    assert f"{refusing}_ALLOW_INCLUDE_FOREIGN=true" in response["body"]["error"]
+    assert aws.lifecycle.mutations == []
+    assert sorted(live_tasks(aws, "pdf-cluster")) == sorted([foreign, ours["taskArn"]])
 
 
 def test_stop_one_task_by_id(aws: Emulator, invoke: Invoke) -> None:

@@ -111,7 +111,10 @@ def test_young_engine_is_kept(aws: Emulator, invoke: Invoke, clock: ManualClock)
     clock.advance(5 * MINUTE)
     assert reap(invoke)["fa"]["reason"] == "started 5 min ago, under minUptimeMinutes 10"
     clock.advance(15 * MINUTE)  # past the minimum uptime, not yet idle for a whole window
-    assert reap(invoke)["fa"]["reason"] == "started 20 min ago, under idleMinutes 30"
+    assert (
+        reap(invoke)["fa"]["reason"]
+        == "started 20 min ago, under idleMinutes 30 + 3 min of metrics delay"
+    )
     assert len(live_tasks(aws, "fa-cluster")) == 1
 
 
@@ -183,7 +186,7 @@ def test_one_get_metric_data_call_for_every_engine(
     for i, engine in enumerate(("auth", "pdf", "fa")):
         invoke({**start_event(engine), "id": f"e{i}"})
     clock.advance(40 * MINUTE)
-    requests(aws, clock, "fa", 3, minutes_ago=2)
+    requests(aws, clock, "fa", 3, minutes_ago=5)
     results = reap(invoke, dryRun=True)
     assert {s: r["action"] for s, r in results.items()} == {
         "auth": "would-stop",
@@ -216,7 +219,7 @@ def test_network_load_balancer_flows_count_as_traffic(
         clock,
         "users",
         2,
-        minutes_ago=3,
+        minutes_ago=6,
         namespace="AWS/NetworkELB",
         metric="ActiveFlowCount",
         target_group=group,
@@ -243,3 +246,22 @@ def test_one_broken_engine_does_not_stop_the_others_reap(
     assert results["ghost"]["action"] == "failed"
     assert results["ghost"]["errorType"] == "AwsError"
     assert (results["pdf"]["action"], results["pdf"]["taskIds"]) == ("stopped", [started["taskId"]])
+
+
+def test_the_idle_window_ends_where_the_metrics_are_complete(
+    aws: Emulator, invoke: Invoke, clock: ManualClock
+) -> None:
+    """The window is [now - delay - idleMinutes, now - delay): ALB metrics of the last few
+    minutes may not be published yet, so they prove nothing either way."""
+    started = invoke(start_event("pdf"))["body"]
+    clock.advance(32 * MINUTE)
+    kept = reap(invoke, dryRun=True)["pdf"]  # older than idleMinutes, not older than 30 + 3
+    assert kept["reason"] == "started 32 min ago, under idleMinutes 30 + 3 min of metrics delay"
+    clock.advance(8 * MINUTE)
+    requests(aws, clock, "pdf", 4, minutes_ago=34)  # before the window
+    requests(aws, clock, "pdf", 9, minutes_ago=1)  # an incomplete minute: not counted
+    assert reap(invoke, dryRun=True)["pdf"]["action"] == "would-stop"
+    requests(aws, clock, "pdf", 2, minutes_ago=4)  # inside the window
+    busy = reap(invoke)["pdf"]
+    assert busy["reason"] == "busy: 2 requests in the last 30 min"
+    assert live_tasks(aws, "pdf-cluster") == [started["taskArn"]]

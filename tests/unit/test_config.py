@@ -121,6 +121,11 @@ def test_unknown_engine_lists_the_valid_names() -> None:
             {**env_for("auth"), "ENGINES_CONFIG": '{"auth": {"image": "x"}}'},
             "ENGINES_CONFIG.auth.image",
         ),
+        ({**env_for("auth"), "AUTH_ALLOW_INCLUDE_FOREIGN": "yes"}, "AUTH_ALLOW_INCLUDE_FOREIGN"),
+        (
+            {**env_for("auth"), "ENGINES_CONFIG": '{"auth": {"allowIncludeForeign": 1}}'},
+            "ENGINES_CONFIG.auth.allowIncludeForeign",
+        ),
     ],
 )
 def test_config_errors_name_the_field(env: dict[str, str], field: str) -> None:
@@ -174,3 +179,11 @@ def test_scale_to_zero_settings() -> None:
     with pytest.raises(ConfigError) as info:
         get_service_config("auth", env_for("auth", AUTH_MIN_UPTIME_MINUTES="off"))
     assert info.value.field == "AUTH_MIN_UPTIME_MINUTES"
+
+
+def test_include_foreign_is_off_unless_allowed() -> None:
+    assert get_service_config("auth", env_for("auth")).allow_include_foreign is False
+    allowed = env_for("auth", AUTH_ALLOW_INCLUDE_FOREIGN="true")
+    assert get_service_config("auth", allowed).allow_include_foreign is True
+    config = env_for("pdf", ENGINES_CONFIG='{"pdf": {"allowIncludeForeign": true}}')
+    assert get_service_config("pdf", config).allow_include_foreign is True

@@ -94,8 +94,12 @@ def idle_decision(
         return keep(
             f"started {age_minutes:.0f} min ago, under minUptimeMinutes {engine.min_uptime_minutes:g}"
         )
-    if age_minutes < engine.idle_minutes:
-        return keep(f"started {age_minutes:.0f} min ago, under idleMinutes {engine.idle_minutes:g}")
+    delay = ctx.settings.metrics_delay
+    if age_minutes < engine.idle_minutes + delay:
+        return keep(
+            f"started {age_minutes:.0f} min ago, under idleMinutes {engine.idle_minutes:g}"
+            + (f" + {delay:g} min of metrics delay" if delay else "")
+        )
     if isinstance(requests, str) or requests is None:
         logger.warning("keeping %s: %s", engine.name, requests or "no traffic metrics")
         return keep(f"no traffic metrics: {requests or 'unavailable'}")
@@ -210,9 +214,10 @@ def traffic_by_engine(
                 queries.append(query)
                 owner[query.id] = engine.name
     checkpoints.reached("reap.metrics", services=[e.name for e, _ in candidates])
+    end = now - timedelta(minutes=ctx.settings.metrics_delay)  # the newest minutes are incomplete
     try:
         series = (
-            ctx.cloudwatch.series(queries, now - timedelta(minutes=max(windows)), now)
+            ctx.cloudwatch.series(queries, end - timedelta(minutes=max(windows)), end)
             if queries
             else {}
         )
@@ -223,15 +228,12 @@ def traffic_by_engine(
     totals: dict[str, float | str] = {}
     for query_id, points in series.items():
         engine_name = owner[query_id]
-        since = now - timedelta(minutes=idle_minutes[engine_name])  # each engine its own window
+        since = end - timedelta(minutes=idle_minutes[engine_name])  # each engine its own window
         totals[engine_name] = float(totals.get(engine_name, 0.0)) + sum(
-            v for at, v in points if at >= since
+            v for at, v in points if since <= at < end
         )
     totals.update(missing)
     return totals
-
-
-# --- pre-flight check ----------------------------------------------------------------
 
 
 def traffic_queries(

@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from start_engines import checkpoints
+from start_engines.config import env_prefix
 from start_engines.engines.outcome import Outcome, combine, not_configured
-from start_engines.errors import ConfigError, NoSuchTask, StartEnginesError
+from start_engines.errors import ConfigError, ForeignNotAllowed, NoSuchTask, StartEnginesError
 from start_engines.event_publisher import ENGINE_STOPPED
 
 if TYPE_CHECKING:
@@ -42,7 +43,19 @@ class Claim:
 def stop(ctx: Context, request: StopRequest, deadline: Deadline) -> Outcome:
     claims: list[Claim] = []
     results: list[tuple[int, dict[str, Any]]] = []
-    for engine in ctx.select(request.services):
+    selected = ctx.select(request.services)
+    if request.include_foreign:  # refused as a whole, before anything is touched
+        for engine in selected:
+            if not isinstance(engine, ConfigError) and not engine.allow_include_foreign:
+                raise ForeignNotAllowed(
+                    f"engine '{engine.name}' does not allow includeForeign: it would stop tasks "
+                    f"start-engines did not start; allow it with "
+                    f"{env_prefix(engine.name)}_ALLOW_INCLUDE_FOREIGN=true or "
+                    "allowIncludeForeign in ENGINES_CONFIG",
+                    service=engine.name,
+                    field="includeForeign",
+                )
+    for engine in selected:
         if isinstance(engine, ConfigError):
             results.append(not_configured(engine, request.services is None))
             continue
