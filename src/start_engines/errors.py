@@ -151,6 +151,11 @@ def error_from_body(status_code: int, body: dict[str, Any]) -> StartEnginesError
     return error
 
 
+def error_types() -> frozenset[str]:
+    """Every errorType start-engines can answer with."""
+    return frozenset(cls.__name__ for cls in _subclasses(StartEnginesError))
+
+
 def _subclasses(cls: type[StartEnginesError]) -> list[type[StartEnginesError]]:
     found = [cls]
     for sub in cls.__subclasses__():

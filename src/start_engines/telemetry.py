@@ -2,7 +2,9 @@
 
 Per start: TimeToRunning, TimeToRegistered, TimeToHealthy (seconds; dimension Engine) and a
 Starts count with dimensions Engine and Outcome (Started, Reused, HandedOff, or the errorType).
-Per stop, and per engine the reaper stops: TasksStopped with dimensions Engine and Reason.
+Per stop, and per engine the reaper stops: TasksStopped with dimensions Engine and Reason
+(Requested, Idle or MaxLifetime). Every dimension value comes from a fixed set: each new value
+is a new custom metric, paid for, so no caller's text ever becomes one.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit, single_metric
 
-from start_engines.events import StartRequest, StopRequest
+from start_engines.errors import error_types
+from start_engines.events import ReapRequest, StartRequest, StopRequest
 
 if TYPE_CHECKING:
     from start_engines.engines import Outcome
@@ -20,7 +23,7 @@ if TYPE_CHECKING:
 
 NAMESPACE = "StartEngines"
 TIMINGS = {"running": "TimeToRunning", "registered": "TimeToRegistered", "healthy": "TimeToHealthy"}
-MAX_REASON = 64  # a dimension value: keep its cardinality and size bounded
+REQUESTED, IDLE, MAX_LIFETIME = "Requested", "Idle", "MaxLifetime"
 
 
 def namespace() -> str:
@@ -36,12 +39,10 @@ def record(command: Command, outcome: Outcome) -> None:
         if isinstance(command, StartRequest):
             _start(engine, result)
         elif isinstance(command, StopRequest) and result.get("tasksStopped"):
-            _count(
-                "TasksStopped",
-                int(result["tasksStopped"]),
-                Engine=engine,
-                Reason=command.reason[:MAX_REASON],
-            )
+            _count("TasksStopped", int(result["tasksStopped"]), Engine=engine, Reason=REQUESTED)
+        elif isinstance(command, ReapRequest) and result.get("action") == "stopped":
+            reason = MAX_LIFETIME if result.get("reason") == "max lifetime" else IDLE
+            _count("TasksStopped", len(result.get("taskIds", [])), Engine=engine, Reason=reason)
 
 
 def _start(engine: str, result: dict[str, Any]) -> None:
@@ -55,7 +56,8 @@ def _start(engine: str, result: dict[str, Any]) -> None:
                 metrics.add_metric(name=name, unit=MetricUnit.Seconds, value=float(timings[key]))
         metrics.flush_metrics()
     if status >= 400:
-        outcome = str(result.get("errorType", "Failed"))
+        error_type = result.get("errorType")
+        outcome = error_type if error_type in error_types() else "Failed"
     elif status == 202:
         outcome = "HandedOff"
     else:

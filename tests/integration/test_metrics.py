@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from start_engines.local import Emulator
+from start_engines.local import Emulator, ManualClock
 from tests.conftest import start_event
 
 Invoke = Any
@@ -57,6 +57,22 @@ def test_failed_start_and_stop_metrics(
     (stopped,) = metric(blobs, "TasksStopped")
     assert (stopped["Engine"], stopped["Reason"], stopped["TasksStopped"]) == (
         "users",
-        "night",
+        "Requested",  # the caller's own text never becomes a dimension value
         [1.0],
     )
+
+
+def test_reaped_tasks_are_counted_with_a_fixed_reason(
+    aws: Emulator,
+    invoke: Invoke,
+    clock: ManualClock,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FA_IDLE_MINUTES", "30")
+    invoke(start_event("fa"))
+    clock.advance(40 * 60)
+    capsys.readouterr()
+    invoke({"detail-type": "Reap Idle Engines", "detail": {"service": "fa"}})
+    (stopped,) = metric(emf(capsys.readouterr().out), "TasksStopped")
+    assert (stopped["Engine"], stopped["Reason"], stopped["TasksStopped"]) == ("fa", "Idle", [1.0])
