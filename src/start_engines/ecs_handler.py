@@ -362,6 +362,13 @@ class ECSHandler:
             )
         ]
 
+    def gone_tasks(self, engine: EngineConfig) -> list[TaskInfo]:
+        """The engine's own tasks that ECS was told to stop or that stopped (ECS shows a
+        stopped task for about an hour)."""
+        arns = self.list_tasks(engine.cluster, desired_status="STOPPED")
+        tasks = self.describe(engine.cluster, arns).values() if arns else []
+        return [t for t in tasks if t.owned_by(engine)]
+
     def mark_started(self, task: TaskInfo, at: datetime) -> None:
         """Tag a reused task with the time of this start: the idle clock starts again."""
         self._tag(task, LAST_START_TAG, at.isoformat())
@@ -383,10 +390,16 @@ class ECSHandler:
         except AWS_ERRORS as exc:
             raise translate(exc, f"TagResource {task.id}") from exc
 
-    def list_tasks(self, cluster: str, *, started_by: str | None = STARTED_BY) -> list[str]:
-        """Task ARNs of live tasks in a cluster (ours only, unless started_by is None)."""
+    def list_tasks(
+        self,
+        cluster: str,
+        *,
+        started_by: str | None = STARTED_BY,
+        desired_status: str = "RUNNING",
+    ) -> list[str]:
+        """Task ARNs in a cluster by desired status (ours only, unless started_by is None)."""
         arns: list[str] = []
-        kwargs: dict[str, Any] = {"cluster": cluster, "desiredStatus": "RUNNING"}
+        kwargs: dict[str, Any] = {"cluster": cluster, "desiredStatus": desired_status}
         if started_by:
             kwargs["startedBy"] = started_by
         try:

@@ -421,7 +421,9 @@ def test_task_state_entry_point_refuses_other_events(aws: Emulator, clock: Manua
 
 
 def test_sync_removes_stale_and_registers_missing(aws: Emulator, invoke: Invoke) -> None:
-    started = invoke(start_event("auth"))["body"]
+    dead = invoke(start_event("auth"))["body"]
+    aws.lifecycle.kill(dead["taskArn"])  # dies; its STOPPED event never arrives
+    started = invoke({**start_event("auth"), "id": "second"})["body"]
     arn = started["targetGroupArn"]
     elbv2 = aws.clients().elbv2
     elbv2.register_targets(TargetGroupArn=arn, Targets=[{"Id": "10.0.9.9", "Port": 8080}])
@@ -433,10 +435,14 @@ def test_sync_removes_stale_and_registers_missing(aws: Emulator, invoke: Invoke)
 
     result = by_service(response["body"])["auth"]
     assert result["status"] == "changed"
-    assert [(c["ip"], c["port"]) for c in result["deregistered"]] == [("10.0.9.9", 8080)]
+    assert [(c["ip"], c["port"]) for c in result["deregistered"]] == [(dead["privateIp"], 8080)]
     assert [(c["ip"], c["port"]) for c in result["registered"]] == [(started["privateIp"], 8080)]
+    # a target of no task of ours (an ECS service sharing the group, say) is left alone
+    assert [(c["ip"], c["port"]) for c in result["foreign"]] == [("10.0.9.9", 8080)]
     assert response["body"]["changes"] == 2
-    assert [t[:2] for t in targets(aws, "auth")] == [(started["privateIp"], 8080)]
+    assert sorted(t[:2] for t in targets(aws, "auth")) == sorted(
+        [(started["privateIp"], 8080), ("10.0.9.9", 8080)]
+    )
     second = invoke({"action": "sync", "service": "auth"})
     assert by_service(second["body"])["auth"]["status"] == "in-sync"
 

@@ -36,48 +36,59 @@ def sync(ctx: Context, request: SyncRequest) -> Outcome:
 
 
 def sync_engine(ctx: Context, engine: EngineConfig) -> dict[str, Any]:
-    tasks = ctx.ecs.find_tasks(engine)  # owned, live, and not claimed by a stop
-    live_ips = {t.private_ip for t in tasks if t.private_ip}
-    running = {ctx.ecs.extract_ip(t, engine.name): t for t in tasks if t.is_running}
-    running_ips = set(running)
+    """Register the engine's RUNNING tasks where they are missing. Remove only targets that
+    belong to a task of the engine that is gone or being stopped: a target group can be shared
+    with an ECS service, whose targets are reported as `foreign` and left alone."""
+    tasks = ctx.ecs.find_tasks(engine, include_stopping=True)
+    serving = [t for t in tasks if not t.stopping]
+    live_ips = {t.private_ip for t in serving if t.private_ip}
+    running = {ctx.ecs.extract_ip(t, engine.name): t for t in serving if t.is_running}
+    gone_ips = {t.private_ip for t in tasks if t.stopping and t.private_ip}
+    gone_ips |= {t.private_ip for t in ctx.ecs.gone_tasks(engine) if t.private_ip}
+    gone_ips -= live_ips | set(running)  # an IP handed on to a live task of ours stays
     registered: list[dict[str, Any]] = []
     deregistered: list[dict[str, Any]] = []
+    foreign: list[dict[str, Any]] = []
     for arn in engine.target_group_arns:
         current = ctx.targets.get_target_health(arn, engine.name)
         for target in current:
-            if target.ip not in live_ips | running_ips and target.state != "draining":
+            if target.ip in live_ips or target.ip in running or target.state == "draining":
+                continue
+            change = {
+                "ip": target.ip,
+                "port": target.port,
+                "targetGroupArn": arn,
+                "state": target.state,
+            }
+            if target.ip in gone_ips:
                 ctx.targets.deregister_target([arn], target.ip, target.port, engine.name)
-                deregistered.append(
-                    {
-                        "ip": target.ip,
-                        "port": target.port,
-                        "targetGroupArn": arn,
-                        "state": target.state,
-                    }
-                )
+                deregistered.append(change)
+            else:
+                foreign.append(change)
         present = {t.ip for t in current if t.port == engine.port}
-        for ip in sorted(running_ips - present):
+        for ip in sorted(set(running) - present):
             if not register_checked(ctx, engine, running[ip], ip, [arn]).being_stopped:
                 registered.append({"ip": ip, "port": engine.port, "targetGroupArn": arn})
-    for change in deregistered:
-        logger.info(
-            "sync %s: removed stale target %s:%s from %s",
-            engine.name,
-            change["ip"],
-            change["port"],
-            target_group_name(change["targetGroupArn"]),
-        )
-    for change in registered:
-        logger.info(
-            "sync %s: registered missing target %s:%s in %s",
-            engine.name,
-            change["ip"],
-            change["port"],
-            target_group_name(change["targetGroupArn"]),
-        )
-    return {
+    done: tuple[tuple[str, list[dict[str, Any]]], ...] = (
+        ("removed stale", deregistered),
+        ("registered missing", registered),
+    )
+    for kind, changes in done:
+        for change in changes:
+            logger.info(
+                "sync %s: %s target %s:%s in %s",
+                engine.name,
+                kind,
+                change["ip"],
+                change["port"],
+                target_group_name(change["targetGroupArn"]),
+            )
+    result: dict[str, Any] = {
         "service": engine.name,
         "status": "changed" if registered or deregistered else "in-sync",
         "registered": registered,
         "deregistered": deregistered,
     }
+    if foreign:
+        result["foreign"] = foreign  # no task of this engine: left alone
+    return result
