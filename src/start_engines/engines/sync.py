@@ -54,7 +54,7 @@ def sync_engine(ctx: Context, engine: EngineConfig) -> dict[str, Any]:
         for target in current:
             if target.ip in live_ips or target.ip in running or target.state == "draining":
                 continue
-            change = {
+            change: dict[str, Any] = {
                 "ip": target.ip,
                 "port": target.port,
                 "targetGroupArn": arn,
@@ -74,14 +74,14 @@ def sync_engine(ctx: Context, engine: EngineConfig) -> dict[str, Any]:
         ("registered missing", registered),
     )
     for kind, changes in done:
-        for change in changes:
+        for done_change in changes:
             logger.info(
                 "sync %s: %s target %s:%s in %s",
                 engine.name,
                 kind,
-                change["ip"],
-                change["port"],
-                target_group_name(change["targetGroupArn"]),
+                done_change["ip"],
+                done_change["port"],
+                target_group_name(done_change["targetGroupArn"]),
             )
     result: dict[str, Any] = {
         "service": engine.name,
