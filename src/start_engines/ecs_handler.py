@@ -10,6 +10,7 @@ from start_engines.aws import AWS_ERRORS, has_code, translate
 from start_engines.errors import (
     AwsError,
     ConfigError,
+    RunTaskConflict,
     RunTaskFailed,
     StartTimeout,
     TaskNotFound,
@@ -243,7 +244,9 @@ class ECSHandler:
         try:
             response = self._ecs.run_task(**kwargs)
         except AWS_ERRORS as exc:
-            raise translate(exc, "RunTask", service=engine.name, codes={}) from exc
+            raise translate(
+                exc, "RunTask", service=engine.name, codes={"ConflictException": RunTaskConflict}
+            ) from exc
         failures = response.get("failures", [])
         tasks = response.get("tasks", [])
         if not tasks:

@@ -82,6 +82,10 @@ class RunTaskFailed(AwsError):
     pass
 
 
+class RunTaskConflict(AwsError):
+    """RunTask saw this clientToken before with other parameters: the event was handled."""
+
+
 class TaskStopped(AwsError):
     pass
 

@@ -250,3 +250,31 @@ def test_a_refused_stop_task_gives_the_task_back_its_targets(
     assert "start-engines:stopping" not in {t["key"] for t in described.get("tags", [])}
     assert [t[0] for t in targets(aws, "fa")] == [started["privateIp"]]
     assert_nothing_orphaned(aws)
+
+
+def test_a_client_token_conflict_on_a_retried_event_is_already_handled(
+    aws: Emulator, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LEASE_TABLE")  # no event record: only ECS's clientToken can tell
+    first = invoke({**start_event("users", count=1), "id": "retried"})["body"]
+
+    def conflict(*args: Any, **kwargs: Any) -> Any:
+        raise ECSException("ConflictException", "clientToken was used with other parameters")
+
+    monkeypatch.setattr(EC2ContainerServiceBackend, "run_task", conflict)
+    retry = invoke({**start_event("users", force=True), "id": "retried"})
+    assert retry["statusCode"] == 200
+    assert retry["body"]["reused"] is True
+    assert retry["body"]["taskId"] == first["taskId"]
+    assert_nothing_orphaned(aws)
+
+
+def test_a_client_token_conflict_with_nothing_running_is_a_failure(
+    aws: Emulator, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def conflict(*args: Any, **kwargs: Any) -> Any:
+        raise ECSException("ConflictException", "clientToken was used with other parameters")
+
+    monkeypatch.setattr(EC2ContainerServiceBackend, "run_task", conflict)
+    response = invoke(start_event("users"))
+    assert (response["statusCode"], response["body"]["errorType"]) == (500, "RunTaskConflict")

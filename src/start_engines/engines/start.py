@@ -25,6 +25,7 @@ from start_engines.errors import (
     BadEvent,
     ConfigError,
     InternalError,
+    RunTaskConflict,
     StartEnginesError,
     StartFailedElsewhere,
     StartTimeout,
@@ -167,12 +168,22 @@ class Starter:
             )
         checkpoints.reached("start.before-run-task", service=engine.name)
         token = client_token(request.event_id, engine.name)
-        started = ctx.ecs.start_task(
-            engine,
-            client_token=token,
-            count=to_start,
-            overrides=task_overrides(job.container, request.overrides),
-        )
+        try:
+            started = ctx.ecs.start_task(
+                engine,
+                client_token=token,
+                count=to_start,
+                overrides=task_overrides(job.container, request.overrides),
+            )
+        except RunTaskConflict:
+            # ECS ran this event's token before, with another count: a retried event.
+            handled = ctx.ecs.find_tasks(engine)
+            if not handled:
+                raise
+            logger.info("event %s was handled already (clientToken)", request.event_id)
+            self.record(job, handled)
+            job.watch(handled[: request.count or 1], reused=True)
+            return
         job.started = [t.arn for t in started]
         for task in started:
             job.progress(
