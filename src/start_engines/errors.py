@@ -74,6 +74,11 @@ class ConfigError(StartEnginesError):
     status_code = 500
 
 
+class TargetNotInUse(ConfigError):
+    """The target stays `unused` (Target.NotInUse): its load balancer does not serve the
+    task's Availability Zone, so it would never get traffic."""
+
+
 class AwsError(StartEnginesError):
     """AWS refused or failed a call."""
 

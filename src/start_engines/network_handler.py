@@ -28,6 +28,18 @@ class NetworkHandler:
             found.update(s["SubnetId"] for s in subnets)
         return [s for s in subnet_ids if s not in found]
 
+    def subnet_places(self, subnet_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """(Availability Zone, VPC) of each subnet that exists."""
+        if not subnet_ids:
+            return {}
+        try:
+            subnets = self._ec2.describe_subnets(SubnetIds=list(subnet_ids)).get("Subnets", [])
+        except AWS_ERRORS as exc:
+            if has_code(exc, "InvalidSubnetID.NotFound", "InvalidSubnetID.Malformed"):
+                return {}  # reported by missing_subnets
+            raise translate(exc, "DescribeSubnets") from exc
+        return {s["SubnetId"]: (s.get("AvailabilityZone", ""), s.get("VpcId", "")) for s in subnets}
+
     def missing_security_groups(self, group_ids: Sequence[str]) -> list[str]:
         found: set[str] = set()
         for group_id in group_ids:

@@ -40,6 +40,7 @@ class TargetGroupInfo:
     protocol: str
     port: int
     load_balancer_arns: tuple[str, ...]
+    vpc_id: str = ""
 
 
 class TargetGroupHandler:
@@ -65,7 +66,25 @@ class TargetGroupHandler:
             protocol=group.get("Protocol", ""),
             port=int(group.get("Port", 0)),
             load_balancer_arns=tuple(group.get("LoadBalancerArns", [])),
+            vpc_id=group.get("VpcId", ""),
         )
+
+    def served_zones(self, load_balancer_arns: Sequence[str]) -> set[str]:
+        """The Availability Zones these load balancers have nodes in."""
+        if not load_balancer_arns:
+            return set()
+        try:
+            balancers = self._elbv2.describe_load_balancers(
+                LoadBalancerArns=list(load_balancer_arns)
+            ).get("LoadBalancers", [])
+        except AWS_ERRORS as exc:
+            raise translate(exc, "DescribeLoadBalancers") from exc
+        return {
+            zone["ZoneName"]
+            for balancer in balancers
+            for zone in balancer.get("AvailabilityZones", [])
+            if "ZoneName" in zone
+        }
 
     def register_target(
         self, target_group_arns: Sequence[str], ip: str, port: int, service: str | None = None

@@ -122,6 +122,7 @@ def test_each_permission_is_scoped() -> None:
         "ecs:DescribeTaskDefinition",
         "elasticloadbalancing:DescribeTargetHealth",
         "elasticloadbalancing:DescribeTargetGroups",
+        "elasticloadbalancing:DescribeLoadBalancers",
         "elasticloadbalancing:DescribeListeners",
         "elasticloadbalancing:DescribeRules",
         "ec2:DescribeNetworkInterfaces",

@@ -12,6 +12,7 @@ from start_engines.errors import ConfigError, StartEnginesError
 if TYPE_CHECKING:
     from start_engines.config import EngineConfig
     from start_engines.engines.context import Context
+    from start_engines.target_group_handler import TargetGroupInfo
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,8 @@ def check_engine(ctx: Context, engine: EngineConfig) -> list[Problem]:
                 "Fargate tasks (awsvpc) register by IP",
                 "recreate it with TargetType ip",
             )
+        for text, fix in _placement(ctx, engine, group):
+            problem(text, fix)
         if not group.load_balancer_arns:
             problem(
                 f"target group {target_group_name(arn)} is attached to no listener, so no traffic reaches it",
@@ -111,4 +114,35 @@ def check_engine(ctx: Context, engine: EngineConfig) -> list[Problem]:
                 f"security group {group_id} does not exist",
                 f"fix {prefix}_SECURITY_GROUPS or SECURITY_GROUPS",
             )
+    return found
+
+
+def _placement(ctx: Context, engine: EngineConfig, group: TargetGroupInfo) -> list[tuple[str, str]]:
+    """The tasks' subnets must be in the target group's VPC and in Availability Zones its
+    load balancer serves: a target elsewhere stays `unused` (Target.NotInUse) for ever."""
+    if ctx.network is None:
+        return []
+    prefix = env_prefix(engine.name)
+    places = ctx.network.subnet_places(engine.subnets)
+    found: list[tuple[str, str]] = []
+    name = target_group_name(group.arn)
+    for subnet, (_zone, vpc) in sorted(places.items()):
+        if group.vpc_id and vpc != group.vpc_id:
+            found.append(
+                (
+                    f"subnet {subnet} is in {vpc}, target group {name} in {group.vpc_id}",
+                    f"use subnets of {group.vpc_id} in {prefix}_SUBNETS or SUBNETS",
+                )
+            )
+    served = ctx.targets.served_zones(group.load_balancer_arns)
+    outside = sorted({zone for zone, _ in places.values()} - served) if served else []
+    if outside:
+        found.append(
+            (
+                f"the load balancer of {name} serves {', '.join(sorted(served))}, not "
+                f"{', '.join(outside)} where {prefix}_SUBNETS puts tasks; their targets stay unused",
+                f"enable {', '.join(outside)} on the load balancer, or use subnets in "
+                f"{', '.join(sorted(served))}",
+            )
+        )
     return found

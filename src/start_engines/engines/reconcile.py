@@ -60,7 +60,8 @@ def _running(
     """Register a RUNNING task where it is missing; that completes an asynchronous start."""
     ip = ctx.ecs.extract_ip(task, engine.name)
     before = ctx.targets.health_of(engine.target_group_arns, ip, engine.port, engine.name)
-    missing = [g for g, state in before.items() if state in ("unregistered", "unused", "draining")]
+    # `unused` is registered already (its AZ is not served): registering again changes nothing
+    missing = [g for g, state in before.items() if state in ("unregistered", "draining")]
     if not missing:
         _end_claim(ctx, engine, task)
         return {**base, "action": "already-registered", "privateIp": ip, "targetGroupArns": []}

@@ -65,6 +65,7 @@ class StartJob:
     lease_owner: str | None = None
     renewed_at: float = 0.0  # when the lease was last renewed (monotonic)
     health_deadline: Deadline | None = None  # each engine's own, from its registration
+    warnings: list[str] = field(default_factory=list)
     error: StartEnginesError | None = None
 
     def move(self, state: JobState) -> None:
@@ -140,9 +141,12 @@ class StartJob:
                 }
                 for t in self.tasks.values()
             ]
+        warnings = list(self.warnings)
         if not serialised:
             body["serialised"] = False
-            body["warning"] = NOT_SERIALISED
+            warnings.append(NOT_SERIALISED)
+        if warnings:
+            body["warning"] = "; ".join(warnings)
         return body
 
     def progress(self, step: str, text: str, elapsed: float, **data: Any) -> None:

@@ -11,7 +11,12 @@ from start_engines.engines.budget import CONFIRMING, STAGES
 from start_engines.engines.outcome import state_of, target_group_name
 from start_engines.engines.serving import stopped_by_request
 from start_engines.engines.start_job import JobState
-from start_engines.errors import StartEnginesError, StartTimeout, StoppedDuringStart
+from start_engines.errors import (
+    StartEnginesError,
+    StartTimeout,
+    StoppedDuringStart,
+    TargetNotInUse,
+)
 
 if TYPE_CHECKING:
     from start_engines.ecs_handler import TaskInfo
@@ -22,6 +27,7 @@ if TYPE_CHECKING:
     from start_engines.target_group_handler import TargetHealth
 
 
+NOT_IN_USE = "Target.NotInUse"
 MISSING_GRACE = 30.0  # seconds: ECS reads are eventually consistent for a task this young
 
 
@@ -80,7 +86,11 @@ def advance(ctx: Context, job: StartJob, seen: dict[str, TaskInfo], starter: Sta
         if starter.request.wait_for_healthy:
             job.move(JobState.HEALTH)
         else:
-            record_health(ctx, job, health_snapshot(ctx, job))
+            snapshot = health_snapshot(ctx, job)
+            record_health(ctx, job, snapshot)
+            unused = not_in_use(job, snapshot)
+            if unused:
+                job.warnings.append(unused_text(unused) + "; run `start-engines config check`")
             job.move(JobState.DONE)
         return
     if job.state is not JobState.WATCH or not all(t.is_running for t in job.tasks.values()):
@@ -154,13 +164,40 @@ def poll_health(ctx: Context, jobs: list[StartJob], starter: Starter) -> None:
         for arn in job.engine.target_group_arns:
             if arn not in cache:
                 cache[arn] = ctx.targets.get_target_health(arn, job.engine.name)
-        record_health(ctx, job, {arn: cache[arn] for arn in job.engine.target_group_arns})
+        by_group = {arn: cache[arn] for arn in job.engine.target_group_arns}
+        record_health(ctx, job, by_group)
+        unused = not_in_use(job, by_group)
+        if unused:
+            raise TargetNotInUse(
+                f"engine '{job.engine.name}': {unused_text(unused)}; it would never become "
+                "healthy. Run `start-engines config check`",
+                service=job.engine.name,
+                details={"healthStatus": next(iter(job.health.values()), {})},
+            )
         if all(s == "healthy" for states in job.health.values() for s in states.values()):
             job.timings["healthy"] = round(ctx.clock.now() - job.began, 3)
             job.move(JobState.DONE)
 
     for job in jobs:
         starter.guard(job, lambda job=job: check(job))  # type: ignore[misc]
+
+
+def not_in_use(job: StartJob, by_group: dict[str, list[TargetHealth]]) -> list[str]:
+    """The groups where one of the job's targets is `unused` because its AZ is not served."""
+    return [
+        group
+        for group, targets in by_group.items()
+        for t in targets
+        if t.ip in job.ips.values() and t.port == job.engine.port and t.reason == NOT_IN_USE
+    ]
+
+
+def unused_text(groups: list[str]) -> str:
+    names = ", ".join(sorted({target_group_name(g) for g in groups}))
+    return (
+        f"its target is unused in {names} ({NOT_IN_USE}): the load balancer does not serve the "
+        "task's Availability Zone"
+    )
 
 
 def timeout_error(job: StartJob) -> StartTimeout:

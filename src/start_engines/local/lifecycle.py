@@ -196,8 +196,40 @@ class Lifecycle:
             status.description = "Target deregistration is in progress"
         elif status.status == "healthy":
             self.tick()
-            self._health(group.arn, status)
+            if self._outside_served_zones(group, target["Id"], ec2_backend):
+                status.status = "unused"
+                status.reason = "Target.NotInUse"
+                status.description = (
+                    "Target is in an Availability Zone that is not enabled for the load balancer"
+                )
+            else:
+                self._health(group.arn, status)
         return status
+
+    def _outside_served_zones(self, group: Any, ip: str, ec2_backend: Any) -> bool:
+        """A task's IP in a subnet whose Availability Zone none of the group's load balancers
+        serves: ALB sends it nothing and calls it `unused` (Target.NotInUse)."""
+        subnet_id = next(
+            (
+                d["value"]
+                for p in self.plans.values()
+                if p.ip == ip and not p.stopped
+                for d in p.details
+                if d["name"] == "subnetId"
+            ),
+            None,
+        )
+        if subnet_id is None or not group.load_balancer_arns:
+            return False
+        zone = ec2_backend.get_subnet(subnet_id).availability_zone
+        served = {
+            subnet.availability_zone
+            for balancers in _backends("elbv2", "load_balancers")
+            for arn in group.load_balancer_arns
+            if arn in balancers
+            for subnet in balancers[arn].subnets
+        }
+        return zone not in served
 
     def _on_describe_target_health(
         self, original: Any, backend: Any, target_group_arn: str, targets: list[dict[str, Any]]
