@@ -3,7 +3,8 @@
 Per start: TimeToRunning, TimeToRegistered, TimeToHealthy (seconds; dimension Engine) and a
 Starts count with dimensions Engine and Outcome (Started, Reused, HandedOff, or the errorType).
 Per stop, and per engine the reaper stops: TasksStopped with dimensions Engine and Reason
-(Requested, Idle or MaxLifetime). Every dimension value comes from a fixed set: each new value
+(Requested, Idle or MaxLifetime). FailedStarts (dimension service) counts the 5xx starts, for
+an alarm. Every dimension value comes from a fixed set: each new value
 is a new custom metric, paid for, so no caller's text ever becomes one.
 """
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 NAMESPACE = "StartEngines"
 TIMINGS = {"running": "TimeToRunning", "registered": "TimeToRegistered", "healthy": "TimeToHealthy"}
 REQUESTED, IDLE, MAX_LIFETIME = "Requested", "Idle", "MaxLifetime"
+SERVICE = "start-engines"
 
 
 def namespace() -> str:
@@ -63,6 +65,8 @@ def _start(engine: str, result: dict[str, Any]) -> None:
     else:
         outcome = "Reused" if result.get("reused") else "Started"
     _count("Starts", 1, Engine=engine, Outcome=outcome)
+    if status >= 500:  # ours or AWS's to fix, not a caller's mistake or a stop: the alarm's
+        _count("FailedStarts", 1, service=SERVICE)
 
 
 def _count(name: str, value: int, **dimensions: str) -> None:

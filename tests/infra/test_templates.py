@@ -134,6 +134,48 @@ def test_each_permission_is_scoped() -> None:
     }  # the read-only actions AWS offers no resource-level scope for
 
 
+def test_trust_and_load_settings() -> None:
+    template = load(TEMPLATE)
+    parameters, resources_ = template["Parameters"], template["Resources"]
+    for engine in ENGINES:  # the role's task-definition/<family>:* needs a family
+        pattern = parameters[f"{engine}TaskDefinition"]["AllowedPattern"]
+        assert pattern == "^[A-Za-z0-9_-]{1,255}$"
+    for function in ("StartEnginesFunction", "TaskStateFunction"):
+        reserved = resources_[function]["Properties"]["ReservedConcurrentExecutions"]
+        assert reserved == {
+            "Fn::If": ["Reserved", {"Ref": "ReservedConcurrency"}, {"Ref": "AWS::NoValue"}]
+        }
+    assert parameters["ReservedConcurrency"]["Default"] == 20
+    policy = resources_["EngineBusSenders"]
+    assert policy["Condition"] == "OwnBus"
+    assert policy["Properties"]["Statement"]["Principal"] == {"AWS": {"Ref": "EventBusSenders"}}
+    assert policy["Properties"]["Statement"]["Action"] == "events:PutEvents"
+
+
+def test_alarms_read_the_metrics_the_code_writes() -> None:
+    from start_engines import telemetry
+
+    alarms = {
+        name: r["Properties"]
+        for name, r in load(TEMPLATE)["Resources"].items()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+    }
+    assert set(alarms) == {
+        "StartEnginesErrorsAlarm",
+        "TaskStateErrorsAlarm",
+        "ThrottlesAlarm",
+        "DeadLettersAlarm",
+        "FailedStartsAlarm",
+    }
+    failed = alarms["FailedStartsAlarm"]
+    assert (failed["Namespace"], failed["MetricName"]) == (telemetry.NAMESPACE, "FailedStarts")
+    assert failed["Dimensions"] == [{"Name": "service", "Value": telemetry.SERVICE}]
+    for alarm in alarms.values():
+        assert alarm["AlarmActions"] == {
+            "Fn::If": ["WithAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
+        }
+
+
 def test_task_state_role_cannot_start_or_stop() -> None:
     granted = {a for s in statements("TaskStateRole") for a in actions(s)}
     assert not granted & {"ecs:RunTask", "ecs:StopTask", "iam:PassRole"}
@@ -228,6 +270,24 @@ def test_alb_stack(emulator: Emulator, deployed: Deployed) -> None:
     )
     assert paths == ["/api/auth/*", "/api/batch/*", "/api/fa/*", "/api/pdf/*", "/api/users/*"]
     assert "AuthTargetGroupArns=arn:" in alb_outputs["ParameterOverrides"]
+    names = {
+        elbv2.describe_target_groups(TargetGroupArns=[alb_outputs[f"{e}TargetGroupArns"]])[
+            "TargetGroups"
+        ][0]["TargetGroupName"]
+        for e in ENGINES
+    }
+    assert not names & {f"start-engines-{e.lower()}" for e in ENGINES}  # generated, not fixed
+    ec2 = emulator.clients().ec2
+    engines_group = alb_outputs["EnginesSecurityGroup"]
+    balancer_group = alb_outputs["LoadBalancerSecurityGroup"]
+    (described,) = ec2.describe_security_groups(GroupIds=[engines_group])["SecurityGroups"]
+    sources = [
+        (p["FromPort"], p["ToPort"], pair["GroupId"])
+        for p in described["IpPermissions"]
+        for pair in p.get("UserIdGroupPairs", [])
+    ]
+    assert sources == [(2531, 9080, balancer_group)]  # the ALB, not a CIDR
+    assert not [p for p in described["IpPermissions"] if p.get("IpRanges")]
 
 
 def test_sam_stack_resources(emulator: Emulator, deployed: Deployed) -> None:
@@ -317,7 +377,8 @@ def test_deployed_rules(emulator: Emulator, deployed: Deployed) -> None:
         return result
 
     commands = pattern("StartEnginesFunctionCommands")
-    assert commands["source"] == ["custom.app", "start-engines.schedule"]
+    assert commands["source"] == ["custom.app"]  # nothing else anyone could fake
+    assert commands["account"] == ["123456789012"]  # and only from this account
     assert {"Start ECS Task", "Stop ECS Task", "Stop ECS Tasks", "ECS Task Status"} <= set(
         commands["detail-type"]
     )

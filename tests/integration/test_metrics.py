@@ -54,6 +54,8 @@ def test_failed_start_and_stop_metrics(
     blobs = emf(capsys.readouterr().out)
     outcomes = {(b["Engine"], b["Outcome"]) for b in metric(blobs, "Starts")}
     assert outcomes == {("pdf", "TaskStopped"), ("users", "Started")}
+    (failed,) = metric(blobs, "FailedStarts")  # what the FailedStartsAlarm reads
+    assert (failed["service"], failed["FailedStarts"]) == ("start-engines", [1.0])
     (stopped,) = metric(blobs, "TasksStopped")
     assert (stopped["Engine"], stopped["Reason"], stopped["TasksStopped"]) == (
         "users",
