@@ -386,3 +386,29 @@ def test_a_handed_off_start_keeps_the_claim_until_the_running_event(
     assert reconciled["body"]["action"] == "registered"
     assert lease(aws).holder("auth") is None
     settle_and_check_owners(aws, deliver, clock)
+
+
+def test_a_follower_reads_ecs_on_the_budget_only(
+    aws: Emulator,
+    invoke: Invoke,
+    deliver: Any,
+    clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DESCRIBE_TASKS_PER_SECOND", "0.2")  # tighter than its 0.7 s rounds
+    gone = invoke(start_event("pdf"))["body"]["taskArn"]
+    invoke(stop_event("pdf"))
+    claim = lease(aws)
+    claim.acquire("pdf", "holder", clock.wall(), 10.0)
+    claim.record_tasks("pdf", "holder", [gone])  # its task is not live: nothing to adopt
+    aws.lifecycle.describe_calls.clear()
+    aws.lifecycle.list_calls.clear()
+    began = clock.now()
+    with checkpoints.at("start.before-run-task", lambda _: None) as took_over:
+        answer = invoke({**start_event("pdf"), "id": "follower"})
+    assert answer["statusCode"] == 200
+    assert took_over, "the follower never took the lapsed claim over"
+    following = [t for t, _, _ in aws.lifecycle.describe_calls if t < began + 10.0]
+    assert len(following) <= 1 + 0.2 * 10.0  # the DescribeTasks budget, not every round
+    assert [t for t in aws.lifecycle.list_calls if t < began + 10.0] == []  # no ListTasks loop
+    settle_and_check_owners(aws, deliver, clock)

@@ -240,7 +240,7 @@ class Starter:
             self.heartbeat(jobs)
             for job in jobs:
                 if job.state is JobState.FOLLOW:
-                    self.guard(job, lambda job=job: self.follow(job))  # type: ignore[misc]
+                    self.guard(job, lambda job=job: self.follow(job, budget))  # type: ignore[misc]
             poll_tasks(ctx, [j for j in jobs if j.state in POLLED], self, budget)
             health_jobs = [j for j in jobs if j.state is JobState.HEALTH]
             if health_jobs:
@@ -263,9 +263,10 @@ class Starter:
                 else ctx.settings.health_poll_interval
             )
 
-    def follow(self, job: StartJob) -> None:
+    def follow(self, job: StartJob, budget: DescribeBudget) -> None:
         """Another invocation holds the claim. A plain start watches the holder's tasks; a
-        start with count or force waits for the claim, then decides for itself."""
+        start with count or force waits for the claim, then decides for itself. Its
+        DescribeTasks is on the same budget as every other poll of this invocation."""
         ctx = self.ctx
         checkpoints.reached("start.follow", service=job.engine.name)
         holder = self.acquire(job)
@@ -274,6 +275,8 @@ class Starter:
             return
         own_decision = self.request.force or (self.request.count or 1) > 1
         if own_decision or holder.state != "starting" or not holder.task_arns:
+            return
+        if not budget.choose({job.engine.cluster: 0}):
             return
         described = ctx.ecs.describe(job.engine.cluster, holder.task_arns).values()
         live = [t for t in described if t.is_live and not t.stopping and t.owned_by(job.engine)]

@@ -82,6 +82,7 @@ class Lifecycle:
         self.mutations: list[tuple[str, str]] = []
         # DescribeTasks calls, one entry per call: (clock reading, cluster, task count).
         self.describe_calls: list[tuple[float, str, int]] = []
+        self.list_calls: list[float] = []  # ListTasks calls, by clock reading
 
     # --- what tests and benchmarks steer ---------------------------------------------------
 
@@ -107,6 +108,7 @@ class Lifecycle:
             self._next.clear()
             self.mutations.clear()
             self.describe_calls.clear()
+            self.list_calls.clear()
 
     def wall(self, at: float) -> datetime:
         """The wall time of clock reading `at`."""
@@ -155,6 +157,7 @@ class Lifecycle:
         return [t for t in original(backend, cluster_str, tasks) if self._visible(t.task_arn)]
 
     def _on_list_tasks(self, original: Any, *args: Any, **kwargs: Any) -> Any:
+        self.list_calls.append(self.clock())
         self.tick()
         return [t for t in original(*args, **kwargs) if self._visible(t.task_arn)]
 
