@@ -59,9 +59,11 @@ def aws(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulato
 @pytest.fixture
 def invoke(aws: Emulator, clock: ManualClock) -> Iterator[Any]:
     """Call lambda_handler as Lambda would, with the test clock behind every wait."""
-    lambda_function.use_runtime(lambda_function.Runtime(aws.clients(), clock))
+    runtime = lambda_function.Runtime(aws.clients(), clock)
 
     def call(event: Any, timeout: float = 900.0) -> dict[str, Any]:
+        # set on every call: a helper that reset it would otherwise put the test on real time
+        lambda_function.use_runtime(runtime)
         return lambda_function.lambda_handler(event, LambdaContext(clock, timeout))
 
     yield call

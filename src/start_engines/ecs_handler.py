@@ -139,7 +139,7 @@ class TaskInfo:
             ),
             task_definition_arn=task.get("taskDefinitionArn", ""),
             version=int(task.get("version", 0) or 0),
-            last_start=_parse_time(tags.get(LAST_START_TAG)),
+            last_start=parse_time(tags.get(LAST_START_TAG)),
             stopping=tags.get(STOPPING_TAG) or None,
         )
 
@@ -442,7 +442,7 @@ def running_or_raise(info: TaskInfo | None, task_arn: str, service: str | None) 
     return info
 
 
-def _parse_time(value: str | None) -> datetime | None:
+def parse_time(value: str | None) -> datetime | None:
     from datetime import datetime
 
     try:

@@ -120,6 +120,12 @@ class StoppedDuringStart(StartEnginesError):
     status_code = 409
 
 
+class EngineBusy(StartEnginesError):
+    """A stop or reap holds the engine; an asynchronous start would have started nothing."""
+
+    status_code = 503
+
+
 class StartTimeout(StartEnginesError):
     status_code = 504
 

@@ -40,6 +40,7 @@ class LeaseHolder:
     error: str | None = None
     task_arns: tuple[str, ...] = ()
     preempted: bool = False
+    handed_off: bool = False  # its start answered 202; its task's events end it
 
 
 HELD, PREEMPTED, LOST = "held", "preempted", "lost"
@@ -84,6 +85,7 @@ class Lease:
             error=item.get("error", {}).get("S"),
             task_arns=tuple(item.get("taskArns", {}).get("SS", [])),
             preempted=bool(item.get("preempted", {}).get("BOOL", False)),
+            handed_off=bool(item.get("handedOff", {}).get("BOOL", False)),
         )
 
     def renew(self, engine: str, owner: str, now: datetime, seconds: float) -> str:
@@ -112,8 +114,8 @@ class Lease:
         self._update_own(
             engine,
             owner,
-            "SET expiresAt = :until",
-            {":until": {"N": f"{now.timestamp() + seconds:.3f}"}},
+            "SET expiresAt = :until, handedOff = :yes",
+            {":until": {"N": f"{now.timestamp() + seconds:.3f}"}, ":yes": {"BOOL": True}},
         )
 
     def preempt(self, engine: str, now: datetime) -> bool:
@@ -132,13 +134,13 @@ class Lease:
         )
 
     def end_claim(self, engine: str, task_arn: str) -> bool:
-        """End a `starting` claim that names this task (its start was handed off)."""
+        """End the claim of a handed-off start that names this task. A live holder's claim is
+        never ended here: that start settles its own claim."""
         return self._write(
             engine,
             "DeleteItem",
-            ConditionExpression="#state = :starting AND contains(taskArns, :arn)",
-            ExpressionAttributeNames={"#state": "state"},
-            ExpressionAttributeValues={":starting": {"S": "starting"}, ":arn": {"S": task_arn}},
+            ConditionExpression="handedOff = :yes AND contains(taskArns, :arn)",
+            ExpressionAttributeValues={":yes": {"BOOL": True}, ":arn": {"S": task_arn}},
         )
 
     def release(self, engine: str, owner: str) -> None:

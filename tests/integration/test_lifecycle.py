@@ -352,11 +352,12 @@ def test_one_failure_does_not_stop_the_others(aws: Emulator, invoke: Invoke) -> 
 
 
 def state_change(aws: Emulator, clock: ManualClock, event: dict[str, Any]) -> dict[str, Any]:
+    previous = lambda_function._runtime  # `invoke`'s, if the test has one: keep its clock
     lambda_function.use_runtime(lambda_function.Runtime(aws.clients(), clock))
     try:
         return lambda_function.task_state_handler(event, LambdaContext(clock, 60))
     finally:
-        lambda_function.use_runtime(None)
+        lambda_function.use_runtime(previous)
 
 
 def test_task_killed_outside_then_stopped_event_leaves_no_target(
@@ -465,11 +466,18 @@ def test_every_operation_acts_on_every_target_group(
     reconciled = state_change(aws, clock, state_change_event(aws, "fa-cluster", started["taskArn"]))
     assert reconciled["body"]["targetGroupArns"] == [nlb]
 
+    dead = invoke({**start_event("fa", force=True), "id": "second"})["body"]
+    aws.lifecycle.kill(dead["taskArn"])  # its targets stay until sync
     aws.clients().elbv2.register_targets(
         TargetGroupArn=nlb, Targets=[{"Id": "10.1.1.1", "Port": 2531}]
     )
     synced = by_service(invoke({"action": "sync", "service": "fa"})["body"])["fa"]
-    assert [(c["ip"], c["targetGroupArn"]) for c in synced["deregistered"]] == [("10.1.1.1", nlb)]
+    removed = [(c["ip"], c["targetGroupArn"]) for c in synced["deregistered"]]
+    assert removed == [(dead["privateIp"], alb), (dead["privateIp"], nlb)]
+    assert [(c["ip"], c["targetGroupArn"]) for c in synced["foreign"]] == [("10.1.1.1", nlb)]
+    aws.clients().elbv2.deregister_targets(
+        TargetGroupArn=nlb, Targets=[{"Id": "10.1.1.1", "Port": 2531}]
+    )
 
     status = by_service(invoke({"action": "status", "service": "fa"})["body"])["fa"]
     assert [g["targetGroupArn"] for g in status["targetGroups"]] == [alb, nlb]

@@ -53,6 +53,14 @@ class Context:
                 selected.append(exc)
         return selected
 
+    def engine_clusters(self) -> set[str]:
+        """The cluster names of every engine that is configured well enough to have one."""
+        clusters: set[str] = set()
+        for engine in self.select(None):
+            if not isinstance(engine, ConfigError):
+                clusters.add(engine.cluster.rsplit("/", 1)[-1])
+        return clusters
+
     def publish(self, detail_type: str, detail: dict[str, Any]) -> None:
         if self.publisher is not None:
             self.publisher.publish(detail_type, detail)

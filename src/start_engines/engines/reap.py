@@ -51,7 +51,7 @@ def reap_idle(ctx: Context, request: ReapRequest, deadline: Deadline) -> Outcome
             t
             for t in tasks
             if engine.max_lifetime_hours is not None
-            and _age(t, now) >= engine.max_lifetime_hours * 3600
+            and _lifetime(t, now) >= engine.max_lifetime_hours * 3600
         ]
         for engine, tasks in candidates
     }
@@ -252,6 +252,12 @@ def traffic_queries(
         TrafficQuery(f"{prefix}x{i}", ns, name, group, balancer)
         for i, (ns, name) in enumerate(metrics)
     ]
+
+
+def _lifetime(task: TaskInfo, now: datetime) -> float:
+    """Seconds since the task itself started: a start that reuses it does not renew it."""
+    began = task.started_at or task.created_at
+    return (now - began).total_seconds() if began else 0.0
 
 
 def _age(task: TaskInfo, now: datetime) -> float:

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+STOPPED_STATUSES = ("DEACTIVATING", "STOPPING", "DEPROVISIONING", "STOPPED")
+
 
 def on_task_state_change(ctx: Context, change: TaskStateChange) -> Outcome:
     task_id = change.task_arn.rsplit("/", 1)[-1]
@@ -33,6 +35,8 @@ def on_task_state_change(ctx: Context, change: TaskStateChange) -> Outcome:
         )
         return Outcome(200, {**base, "action": "ignored", "reason": "not started by start-engines"})
     cluster = change.cluster_arn.rsplit("/", 1)[-1]
+    if cluster not in ctx.engine_clusters():
+        return Outcome(200, {**base, "action": "ignored", "reason": "not an engine's cluster"})
     current = ctx.ecs.describe(cluster, [change.task_arn]).get(change.task_arn)
     engine = ctx.engine_of(current, cluster, change.task_definition_arn)
     if engine is None:
@@ -46,7 +50,11 @@ def on_task_state_change(ctx: Context, change: TaskStateChange) -> Outcome:
         version=current.version if current else None,
     )
     if current is not None and current.stopping and not current.is_stopped:
+        _end_claim(ctx, engine, current)
         return Outcome(200, {**base, "action": "none", "reason": "a stop has claimed the task"})
+    if current is None and change.last_status not in STOPPED_STATUSES:
+        # ECS reads are eventually consistent: not visible yet is not gone
+        return Outcome(200, {**base, "action": "none", "reason": "the task is not visible yet"})
     if current is not None and current.is_live and current.is_running:
         return Outcome(200, _running(ctx, engine, current, base))
     if current is None or current.is_stopped or current.desired_status == "STOPPED":

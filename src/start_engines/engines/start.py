@@ -24,6 +24,7 @@ from start_engines.errors import (
     AwsError,
     BadEvent,
     ConfigError,
+    EngineBusy,
     InternalError,
     RunTaskConflict,
     StartEnginesError,
@@ -99,6 +100,7 @@ class Starter:
         self.ctx = ctx
         self.request = request
         self.deadline = deadline
+        self.start_deadline = deadline.within(ctx.settings.start_timeout)
 
     def guard(self, job: StartJob, step: Callable[[], None]) -> None:
         try:
@@ -110,31 +112,29 @@ class Starter:
             job.fail(InternalError(f"unexpected error: {exc!r}", service=job.engine.name))
 
     def launch(self, job: StartJob) -> None:
-        ctx, engine, request = self.ctx, job.engine, self.request
+        ctx, engine = self.ctx, job.engine
         job.container = ctx.ecs.container_name(engine)
         if ctx.lease is not None:
-            if request.event_id:
-                recorded = ctx.lease.event_tasks(request.event_id, engine.name)
-                live = (
-                    [
-                        t
-                        for t in ctx.ecs.describe(engine.cluster, recorded).values()
-                        if t.is_live and not t.stopping
-                    ]
-                    if recorded
-                    else []
-                )
-                if live:
-                    logger.info(
-                        "event %s was handled already: %s", request.event_id, [t.id for t in live]
-                    )
-                    job.watch(live, reused=True)
-                    return
+            if self.handled_before(job):
+                return
             if self.acquire(job) is not None:
                 logger.info("start of %s is in flight elsewhere; following it", engine.name)
                 job.move(JobState.FOLLOW)
                 return
         self.run_or_reuse(job)
+
+    def handled_before(self, job: StartJob) -> bool:
+        """A redelivered event whose tasks still live: watch those, start nothing."""
+        ctx, engine, event_id = self.ctx, job.engine, self.request.event_id
+        if ctx.lease is None or not event_id:
+            return False
+        recorded = ctx.lease.event_tasks(event_id, engine.name)
+        described = ctx.ecs.describe(engine.cluster, recorded).values() if recorded else []
+        live = [t for t in described if t.is_live and not t.stopping]
+        if live:
+            logger.info("event %s was handled already: %s", event_id, [t.id for t in live])
+            job.watch(live, reused=True)
+        return bool(live)
 
     def run_or_reuse(self, job: StartJob) -> None:
         ctx, engine, request = self.ctx, job.engine, self.request
@@ -159,7 +159,7 @@ class Starter:
             self.record(job, reuse)
             job.watch(reuse, reused=True)
             return
-        if self.deadline.expired():
+        if self.start_deadline.expired():
             raise StartTimeout(
                 f"engine '{engine.name}': no time left to start a task in this invocation; "
                 "nothing was started",
@@ -234,7 +234,7 @@ class Starter:
         still under way when it passes are handed to the task-state entry point. Every round
         sleeps its poll interval: only an expired deadline ends the loop early."""
         ctx = self.ctx
-        start_deadline = deadline.within(ctx.settings.start_timeout)
+        start_deadline = self.start_deadline
         budget = DescribeBudget(ctx.clock, ctx.settings.describe_rate)
         while True:
             self.heartbeat(jobs)
@@ -254,7 +254,7 @@ class Starter:
                 return
             if handoff is not None and handoff.expired():
                 for job in active:
-                    job.move(JobState.HANDED_OFF)
+                    self.guard(job, lambda job=job: self.hand_off(job))  # type: ignore[misc]
                 return
             waiting_for_tasks = any(j.state is not JobState.HEALTH for j in active)
             (handoff or deadline).sleep(
@@ -262,6 +262,22 @@ class Starter:
                 if waiting_for_tasks
                 else ctx.settings.health_poll_interval
             )
+
+    def hand_off(self, job: StartJob) -> None:
+        """202 only for a start that is under way: ours, or (following) another live start's.
+        An engine that a stop or reap holds gets EngineBusy instead: nothing would start."""
+        ctx = self.ctx
+        if job.state is JobState.FOLLOW and ctx.lease is not None:
+            holder = ctx.lease.holder(job.engine.name)
+            if holder is None or holder.state != "starting" or holder.preempted:
+                wait = holder.expires_at - ctx.clock.wall().timestamp() if holder else 0.0
+                raise EngineBusy(
+                    f"engine '{job.engine.name}' is being stopped by another operation; "
+                    "start it again in a moment",
+                    service=job.engine.name,
+                    details={"retryAfterSeconds": max(1, round(wait))},
+                )
+        job.move(JobState.HANDED_OFF)
 
     def follow(self, job: StartJob, budget: DescribeBudget) -> None:
         """Another invocation holds the claim. A plain start watches the holder's tasks; a
@@ -271,7 +287,8 @@ class Starter:
         checkpoints.reached("start.follow", service=job.engine.name)
         holder = self.acquire(job)
         if holder is None:
-            self.run_or_reuse(job)
+            if not self.handled_before(job):  # the first delivery may have run meanwhile
+                self.run_or_reuse(job)
             return
         own_decision = self.request.force or (self.request.count or 1) > 1
         if own_decision or holder.state != "starting" or not holder.task_arns:
@@ -311,7 +328,7 @@ class Starter:
         ctx = self.ctx
         lease, owner, engine = ctx.lease, job.lease_owner, job.engine.name
         try:
-            if lease is not None and owner and job.state is JobState.DONE:
+            if lease is not None and owner and job.state in (JobState.DONE, JobState.HANDED_OFF):
                 holder = lease.holder(engine)
                 if holder is not None and holder.owner == owner and holder.preempted:
                     job.fail(preempted(job))
@@ -346,6 +363,11 @@ class Starter:
             removed: set[str] = set()
             stopped: list[str] = []
             left: list[str] = []
+            reason = f"start-engines: start failed ({error.error_type})"
+            for arn in job.started:  # claimed first, like any stop: nobody registers it again
+                claimed = seen.get(arn)
+                if claimed is not None and not claimed.being_stopped:
+                    ctx.ecs.mark_stopping(claimed, reason, ctx.clock.wall())
             for arn in arns:
                 info = seen.get(arn)
                 task_id = arn.rsplit("/", 1)[-1]
@@ -365,9 +387,7 @@ class Starter:
                         )
                     )
                 if arn in job.started:
-                    ctx.ecs.stop_task(
-                        engine.cluster, arn, f"start-engines: start failed ({error.error_type})"
-                    )
+                    ctx.ecs.stop_task(engine.cluster, arn, reason)
                     stopped.append(task_id)
             report.update(cleanedUp=True, tasksStopped=stopped, targetsRemoved=sorted(removed))
             if left:

@@ -40,7 +40,7 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.HEALTH: frozenset({JobState.DONE, JobState.FAILED, JobState.HANDED_OFF}),
     JobState.DONE: frozenset({JobState.FAILED}),  # a stop pre-empted it at the very end
     JobState.FAILED: frozenset(),
-    JobState.HANDED_OFF: frozenset(),
+    JobState.HANDED_OFF: frozenset({JobState.FAILED}),  # a stop pre-empted it at the end
 }
 ACTIVE = frozenset(
     {JobState.NEW, JobState.FOLLOW, JobState.WATCH, JobState.CONFIRM, JobState.HEALTH}

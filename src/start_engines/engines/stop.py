@@ -66,7 +66,8 @@ def stop(ctx: Context, request: StopRequest, deadline: Deadline) -> Outcome:
             claims.append(claim(ctx, engine, tasks, request.reason))
             results.append((200, {"service": engine.name}))
         except StartEnginesError as exc:
-            results.append((exc.status_code, {**exc.to_body(), "status": "failed"}))
+            failed = {**exc.to_body(), "service": engine.name, "status": "failed"}
+            results.append((exc.status_code, failed))
     if request.wait_for_draining:
         drain(ctx, claims, deadline)
     position = {body.get("service"): i for i, (_, body) in enumerate(results)}
@@ -108,17 +109,26 @@ def _decide(ctx: Context, engine: EngineConfig, request: StopRequest) -> list[Ta
 def claim(ctx: Context, engine: EngineConfig, tasks: list[TaskInfo], reason: str) -> Claim:
     """Tag every task `stopping`, then take its targets out: in this order, so that no other
     path registers it again in between (see serving.register_checked)."""
-    decided = Claim(engine, reason, tasks)
+    decided = Claim(engine, reason, [])
     now = ctx.clock.wall()
-    for task in tasks:
-        ctx.ecs.mark_stopping(task, reason, now)
-    for task in tasks:
-        if task.private_ip or task.eni_id:
-            ip = ctx.ecs.extract_ip(task, engine.name)
-            decided.ips[task.arn] = ip
-            decided.removed[task.arn] = ctx.targets.deregister_target(
-                engine.target_group_arns, ip, engine.port, engine.name
-            )
+    try:
+        for task in tasks:
+            ctx.ecs.mark_stopping(task, reason, now)
+            decided.tasks.append(task)
+        for task in tasks:
+            if task.private_ip or task.eni_id:
+                ip = ctx.ecs.extract_ip(task, engine.name)
+                decided.ips[task.arn] = ip
+                decided.removed[task.arn] = ctx.targets.deregister_target(
+                    engine.target_group_arns, ip, engine.port, engine.name
+                )
+    except StartEnginesError:
+        for task in decided.tasks:  # a claim half made is no claim: give every task back
+            _give_back(ctx, decided, task)
+        raise
+    if ctx.lease is not None:
+        for task in tasks:  # a handed-off start of these tasks is over
+            ctx.lease.end_claim(engine.name, task.arn)
     return decided
 
 
@@ -176,10 +186,15 @@ def finish(ctx: Context, done: Claim) -> tuple[int, dict[str, Any]]:
 
 
 def _give_back(ctx: Context, done: Claim, task: TaskInfo) -> dict[str, Any]:
-    """Undo the claim on a task that StopTask refused: untag it, register it again."""
+    """Undo the claim on a task that StopTask refused: untag it, register it again. Unless
+    someone else has stopped it meanwhile: then it stays claimed and out."""
     engine = done.engine
     left: dict[str, Any] = {"taskId": task.id, "targetsRestored": []}
     try:
+        now = ctx.ecs.describe(task.cluster or engine.cluster, [task.arn]).get(task.arn)
+        if now is None or now.desired_status == "STOPPED" or now.is_stopped:
+            left["state"] = "stopped by another operation"
+            return left
         ctx.ecs.unmark_stopping(task)
         groups = done.removed.get(task.arn, [])
         ip = done.ips.get(task.arn)

@@ -6,16 +6,21 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from start_engines.ecs_handler import parse_time
 from start_engines.engines.outcome import Outcome, combine, not_configured, target_group_name
 from start_engines.engines.serving import register_checked
 from start_engines.errors import ConfigError, StartEnginesError
 
 if TYPE_CHECKING:
     from start_engines.config import EngineConfig
+    from start_engines.ecs_handler import TaskInfo
     from start_engines.engines.context import Context
     from start_engines.events import SyncRequest
 
 logger = logging.getLogger(__name__)
+
+# Longer than any stop waits between its claim and StopTask (drain timeout, deadline margin).
+ABANDONED_AFTER = 15 * 60.0
 
 
 def sync(ctx: Context, request: SyncRequest) -> Outcome:
@@ -40,6 +45,7 @@ def sync_engine(ctx: Context, engine: EngineConfig) -> dict[str, Any]:
     belong to a task of the engine that is gone or being stopped: a target group can be shared
     with an ECS service, whose targets are reported as `foreign` and left alone."""
     tasks = ctx.ecs.find_tasks(engine, include_stopping=True)
+    finished = _finish_abandoned_stops(ctx, engine, tasks)
     serving = [t for t in tasks if not t.stopping]
     live_ips = {t.private_ip for t in serving if t.private_ip}
     running = {ctx.ecs.extract_ip(t, engine.name): t for t in serving if t.is_running}
@@ -85,10 +91,30 @@ def sync_engine(ctx: Context, engine: EngineConfig) -> dict[str, Any]:
             )
     result: dict[str, Any] = {
         "service": engine.name,
-        "status": "changed" if registered or deregistered else "in-sync",
+        "status": "changed" if registered or deregistered or finished else "in-sync",
         "registered": registered,
         "deregistered": deregistered,
     }
     if foreign:
         result["foreign"] = foreign  # no task of this engine: left alone
+    if finished:
+        result["stopsFinished"] = finished
     return result
+
+
+def _finish_abandoned_stops(ctx: Context, engine: EngineConfig, tasks: list[TaskInfo]) -> list[str]:
+    """A task claimed for a stop long ago and still running: the stop's invocation died
+    between its claim and StopTask. Nothing else would ever stop it, so sync does."""
+    now = ctx.clock.wall()
+    finished: list[str] = []
+    for task in tasks:
+        claimed_at, _, reason = (task.stopping or "").partition(" ")
+        since = parse_time(claimed_at)
+        if since is None or (now - since).total_seconds() < ABANDONED_AFTER:
+            continue
+        logger.warning("sync %s: finishing the abandoned stop of task %s", engine.name, task.id)
+        ctx.ecs.stop_task(
+            task.cluster or engine.cluster, task.arn, reason or "stopped by start-engines"
+        )
+        finished.append(task.id)
+    return finished
