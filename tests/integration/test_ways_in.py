@@ -212,11 +212,8 @@ def test_state_machine_definition() -> None:
 
 
 def test_scheduled_event_runs_housekeeping_sync(aws: Emulator, invoke: Invoke) -> None:
-    assert aws.provisioned is not None
-    arn = aws.provisioned.target_groups["users"]
-    aws.clients().elbv2.register_targets(
-        TargetGroupArn=arn, Targets=[{"Id": "10.0.7.7", "Port": 8080}]
-    )
+    dead = invoke(start_event("users"))["body"]
+    aws.lifecycle.kill(dead["taskArn"])  # its STOPPED event never came: a stale target
     response = invoke(load_event("scheduled-event.json"))
     assert response["statusCode"] == 200
     assert response["body"]["changes"] == 1

@@ -44,3 +44,13 @@ def test_no_cluster_waits_more_than_five_seconds_and_a_turn_of_the_others() -> N
         # starved clusters queue behind each other: at 1.5 calls/s, five take 5 / 1.5 s
         assert all(clock.now() - at <= 5.0 + 5 / 1.5 + ROUND for at in last.values())
         clock.advance(ROUND)
+
+
+def test_a_clusters_first_look_is_free_then_it_spends_the_budget() -> None:
+    clock = ManualClock()
+    budget = DescribeBudget(clock, rate=1.0)
+    assert budget.look("auth-cluster") is True  # never described by this invocation
+    assert budget.look("auth-cluster") is False  # the budget starts empty
+    clock.advance(1.0)
+    assert budget.look("auth-cluster") is True
+    assert budget.look("auth-cluster") is False

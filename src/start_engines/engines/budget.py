@@ -43,3 +43,11 @@ class DescribeBudget:
         for cluster in chosen:
             self.polled[cluster] = now
         return chosen
+
+    def look(self, cluster: str) -> bool:
+        """May one DescribeTasks of `cluster` go now? Its first look is free (nothing told
+        this invocation its tasks' status yet); later ones spend the budget."""
+        if cluster not in self.polled:
+            self.polled[cluster] = self.clock.now()
+            return True
+        return bool(self.choose({cluster: 0}))

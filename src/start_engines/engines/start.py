@@ -293,7 +293,7 @@ class Starter:
         own_decision = self.request.force or (self.request.count or 1) > 1
         if own_decision or holder.state != "starting" or not holder.task_arns:
             return
-        if not budget.choose({job.engine.cluster: 0}):
+        if not budget.look(job.engine.cluster):
             return
         described = ctx.ecs.describe(job.engine.cluster, holder.task_arns).values()
         live = [t for t in described if t.is_live and not t.stopping and t.owned_by(job.engine)]
