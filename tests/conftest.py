@@ -70,6 +70,16 @@ def invoke(aws: Emulator, clock: ManualClock) -> Iterator[Any]:
     lambda_function.use_runtime(None)
 
 
+@pytest.fixture
+def deliver(aws: Emulator, clock: ManualClock) -> Iterator[Any]:
+    """The task-state entry point, as the deployed aws.ecs rule invokes it."""
+
+    def call(event: dict[str, Any]) -> dict[str, Any]:
+        return lambda_function.task_state_handler(event, LambdaContext(clock, 60))
+
+    yield call
+
+
 def start_event(service: Any = "auth", **detail: Any) -> dict[str, Any]:
     return {
         "version": "0",

@@ -154,3 +154,28 @@ def settle_and_check_owners(aws: Emulator, deliver: Any, clock: Any) -> None:
         }
         assert serving <= registered, f"{engine}: a RUNNING task of ours has no target"
         assert registered <= allowed, f"{engine}: a target without a live task of ours"
+
+
+def stop_event(service: str, **detail: Any) -> dict[str, Any]:
+    return {
+        "id": f"stop-{service}",
+        "source": "custom.app",
+        "detail-type": "Stop ECS Task",
+        "detail": {"service": service, **detail},
+    }
+
+
+def reap_event(**detail: Any) -> dict[str, Any]:
+    return {"source": "custom.app", "detail-type": "Reap Idle Engines", "detail": detail}
+
+
+def sync_event(**detail: Any) -> dict[str, Any]:
+    return {"source": "custom.app", "detail-type": "Sync Target Groups", "detail": detail}
+
+
+def lease(aws: Emulator) -> Any:
+    """The engines' claims, read and written as another invocation would."""
+    from start_engines.lease import Lease
+
+    assert aws.provisioned is not None
+    return Lease(aws.clients().dynamodb, aws.provisioned.lease_table)

@@ -4,51 +4,28 @@ invariant I4 (helpers.settle_and_check_owners)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from start_engines import checkpoints, lambda_function
-from start_engines.lease import Lease
+from start_engines import checkpoints
 from start_engines.local import Emulator, ManualClock
-from start_engines.local.context import LambdaContext
 from tests.conftest import start_event
 from tests.integration.helpers import (
     EventCapture,
+    lease,
     live_tasks,
     mutations,
+    reap_event,
     settle_and_check_owners,
     state_change_event,
+    stop_event,
     targets,
     task,
 )
 
 Invoke = Any
 MINUTE = 60.0
-
-
-def stop_event(service: str, **detail: Any) -> dict[str, Any]:
-    return {
-        "id": f"stop-{service}",
-        "source": "custom.app",
-        "detail-type": "Stop ECS Task",
-        "detail": {"service": service, **detail},
-    }
-
-
-def reap_event(**detail: Any) -> dict[str, Any]:
-    return {"source": "custom.app", "detail-type": "Reap Idle Engines", "detail": detail}
-
-
-@pytest.fixture
-def deliver(aws: Emulator, clock: ManualClock) -> Iterator[Any]:
-    """The task-state entry point, as the deployed aws.ecs rule invokes it."""
-
-    def call(event: dict[str, Any]) -> dict[str, Any]:
-        return lambda_function.task_state_handler(event, LambdaContext(clock, 60))
-
-    yield call
 
 
 @pytest.fixture(params=["lease", "no-lease"])
@@ -60,11 +37,6 @@ def lease_mode(
         monkeypatch.delenv("LEASE_TABLE")
     mode: str = request.param
     return mode
-
-
-def lease(aws: Emulator) -> Lease:
-    assert aws.provisioned is not None
-    return Lease(aws.clients().dynamodb, aws.provisioned.lease_table)
 
 
 @pytest.fixture

@@ -5,46 +5,31 @@ handler method run the second operation at a precise moment."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from start_engines import checkpoints, lambda_function
+from start_engines import checkpoints
 from start_engines.ecs_handler import STOPPING_TAG, ECSHandler
 from start_engines.errors import AwsError, StoppedDuringStart
-from start_engines.lease import Lease
 from start_engines.local import Emulator, ManualClock
-from start_engines.local.context import LambdaContext
 from start_engines.target_group_handler import TargetGroupHandler
 from tests.conftest import start_event
 from tests.integration.helpers import (
+    lease,
     live_tasks,
     mutations,
+    reap_event,
     settle_and_check_owners,
     state_change_event,
+    stop_event,
+    sync_event,
     targets,
     task,
 )
 
 Invoke = Any
 MINUTE = 60.0
-
-
-def stop_event(service: str, **detail: Any) -> dict[str, Any]:
-    return {
-        "source": "custom.app",
-        "detail-type": "Stop ECS Task",
-        "detail": {"service": service, **detail},
-    }
-
-
-def reap_event(**detail: Any) -> dict[str, Any]:
-    return {"source": "custom.app", "detail-type": "Reap Idle Engines", "detail": detail}
-
-
-def sync_event(**detail: Any) -> dict[str, Any]:
-    return {"source": "custom.app", "detail-type": "Sync Target Groups", "detail": detail}
 
 
 def api_start(service: str, request_id: str) -> dict[str, Any]:
@@ -57,21 +42,8 @@ def api_start(service: str, request_id: str) -> dict[str, Any]:
     }
 
 
-def lease(aws: Emulator) -> Lease:
-    assert aws.provisioned is not None
-    return Lease(aws.clients().dynamodb, aws.provisioned.lease_table)
-
-
 def tags(aws: Emulator, cluster: str, arn: str) -> dict[str, str]:
     return {t["key"]: t["value"] for t in task(aws, cluster, arn).get("tags", [])}
-
-
-@pytest.fixture
-def deliver(aws: Emulator, clock: ManualClock) -> Iterator[Any]:
-    def call(event: dict[str, Any]) -> dict[str, Any]:
-        return lambda_function.task_state_handler(event, LambdaContext(clock, 60))
-
-    yield call
 
 
 @pytest.fixture

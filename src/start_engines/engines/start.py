@@ -186,13 +186,8 @@ class Starter:
             return
         job.started = [t.arn for t in started]
         for task in started:
-            job.progress(
-                "RunTask",
-                f"RunTask accepted: task {task.id} is {task.last_status}",
-                ctx.clock.now() - job.began,
-                taskId=task.id,
-                lastStatus=task.last_status,
-            )
+            text = f"RunTask accepted: task {task.id} is {task.last_status}"
+            job.task_progress("RunTask", text, task, ctx.clock.now())
         if ctx.lease is not None and request.event_id:
             ctx.lease.remember_event(request.event_id, engine.name, job.started, ctx.clock.wall())
         self.record(job, [*reuse, *started])

@@ -149,6 +149,9 @@ class StartJob:
             body["warning"] = "; ".join(warnings)
         return body
 
+    def task_progress(self, step: str, text: str, task: TaskInfo, now: float) -> None:
+        self.progress(step, text, now - self.began, taskId=task.id, lastStatus=task.last_status)
+
     def progress(self, step: str, text: str, elapsed: float, **data: Any) -> None:
         """A progress record: JSON in the Lambda's logs, a live line in the CLI."""
         logger.info(

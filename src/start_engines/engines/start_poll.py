@@ -74,13 +74,8 @@ def advance(ctx: Context, job: StartJob, seen: dict[str, TaskInfo], starter: Sta
         if current is None or current.being_stopped:
             raise start_error(current, arn, job)
         if current.last_status != previous.last_status:
-            job.progress(
-                "status",
-                f"task {current.id} is {current.last_status}",
-                ctx.clock.now() - job.began,
-                taskId=current.id,
-                lastStatus=current.last_status,
-            )
+            text = f"task {current.id} is {current.last_status}"
+            job.task_progress("status", text, current, ctx.clock.now())
         job.tasks[arn] = current
     if job.state is JobState.CONFIRM:  # seen after registering, and no stop claimed it
         if starter.request.wait_for_healthy:
