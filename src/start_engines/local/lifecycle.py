@@ -83,6 +83,7 @@ class Lifecycle:
         # DescribeTasks calls, one entry per call: (clock reading, cluster, task count).
         self.describe_calls: list[tuple[float, str, int]] = []
         self.list_calls: list[float] = []  # ListTasks calls, by clock reading
+        self.api_calls: list[tuple[float, str]] = []  # ECS and ELB calls: (clock, action)
 
     # --- what tests and benchmarks steer ---------------------------------------------------
 
@@ -109,6 +110,7 @@ class Lifecycle:
             self.mutations.clear()
             self.describe_calls.clear()
             self.list_calls.clear()
+            self.api_calls.clear()
 
     def wall(self, at: float) -> datetime:
         """The wall time of clock reading `at`."""
@@ -145,6 +147,7 @@ class Lifecycle:
         self, original: Any, backend: Any, cluster_str: str, *args: Any, **kwargs: Any
     ) -> Any:
         self.mutations.append(("RunTask", cluster_str))
+        self.api_calls.append((self.clock(), "ecs:RunTask"))
         tasks = original(backend, cluster_str, *args, **kwargs)
         self._track(tasks, cluster_str)
         return tasks
@@ -153,11 +156,13 @@ class Lifecycle:
         self, original: Any, backend: Any, cluster_str: str, tasks: list[str]
     ) -> Any:
         self.describe_calls.append((self.clock(), cluster_str, len(tasks)))
+        self.api_calls.append((self.clock(), "ecs:DescribeTasks"))
         self.tick()
         return [t for t in original(backend, cluster_str, tasks) if self._visible(t.task_arn)]
 
     def _on_list_tasks(self, original: Any, *args: Any, **kwargs: Any) -> Any:
         self.list_calls.append(self.clock())
+        self.api_calls.append((self.clock(), "ecs:ListTasks"))
         self.tick()
         return [t for t in original(*args, **kwargs) if self._visible(t.task_arn)]
 
@@ -166,6 +171,7 @@ class Lifecycle:
     ) -> Any:
         self.tick()
         self.mutations.append(("StopTask", task_str))
+        self.api_calls.append((self.clock(), "ecs:StopTask"))
         with self._lock:
             task = _find_task(backend, cluster_str, task_str)
             plan = self.plans.get(task.task_arn) if task is not None else None
@@ -177,6 +183,7 @@ class Lifecycle:
 
     def _on_register(self, original: Any, group: Any, targets: list[dict[str, Any]]) -> None:
         self.mutations.append(("RegisterTargets", group.arn))
+        self.api_calls.append((self.clock(), "elbv2:RegisterTargets"))
         original(group, targets)
         with self._lock:
             for target in targets:
@@ -184,6 +191,7 @@ class Lifecycle:
 
     def _on_deregister(self, original: Any, group: Any, targets: list[dict[str, Any]]) -> None:
         self.mutations.append(("DeregisterTargets", group.arn))
+        self.api_calls.append((self.clock(), "elbv2:DeregisterTargets"))
         original(group, targets)
         with self._lock:
             for target in targets:
@@ -237,6 +245,7 @@ class Lifecycle:
     def _on_describe_target_health(
         self, original: Any, backend: Any, target_group_arn: str, targets: list[dict[str, Any]]
     ) -> Any:
+        self.api_calls.append((self.clock(), "elbv2:DescribeTargetHealth"))
         group = backend.target_groups.get(target_group_arn)
         if not targets and group is not None:
             # AWS lists draining targets too, until their deregistration delay ends
