@@ -37,6 +37,7 @@ def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="start-engines", description="Start and stop ECS Fargate engines on demand."
     )
+    root.add_argument("--version", action="version", version=f"start-engines {version()}")
     common_options(root, suppress=False)
     shared = argparse.ArgumentParser(add_help=False)
     common_options(shared, suppress=True)
@@ -92,6 +93,16 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("start-engines")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def payload(args: argparse.Namespace) -> dict[str, Any]:
     """The direct-invoke payload for the command: events.py validates it like any other."""
     body: dict[str, Any] = {"action": args.command}
@@ -143,27 +154,66 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             file=out,
         )
     else:
-        render(args.command, outcome, out)
-    if outcome.status_code == 207 or outcome.status_code >= 500:
-        return EXIT_FAILURE
-    return EXIT_USAGE if outcome.status_code >= 400 else EXIT_OK
+        render(args.command, outcome, out, err)
+    return exit_code(outcome)
 
 
-def render(command: str, outcome: Outcome, out: TextIO) -> None:
+def exit_code(outcome: Outcome) -> int:
+    """0 ok, 2 when every failure is the caller's usage (a bad name or value), else 1."""
+    results = outcome.body.get("results", [outcome.body])
+    failed = [r for r in results if int(r.get("statusCode", outcome.status_code)) >= 400]
+    if outcome.status_code < 400 and not failed:
+        return EXIT_OK
+    usage = {cls.__name__ for cls in usage_errors()}
+    if failed and all(r.get("errorType") in usage for r in failed):
+        return EXIT_USAGE
+    return EXIT_FAILURE
+
+
+def usage_errors() -> list[type[BadEvent]]:
+    """The errors that mean the command line was wrong, not that something failed."""
+    found: list[type[BadEvent]] = [BadEvent]
+    for cls in found:
+        found.extend(cls.__subclasses__())
+    return [cls for cls in found if cls.status_code == 400]
+
+
+def render(command: str, outcome: Outcome, out: TextIO, err: TextIO) -> None:
+    """Successes on stdout; each engine's failure as one line on stderr, naming the engine."""
     results = outcome.body.get("results", [outcome.body])
     if command == "status":
-        print_table(status_rows(results), out)
-        return
+        print_table(status_rows([r for r in results if "error" not in r]), out)
     for r in results:
-        print(f"{r.get('service', '?')}: {summary(command, r)}", file=out)
+        name = r.get("service") or "start-engines"
+        if "error" in r:
+            print(f"start-engines: {name}: {failure(r)}", file=err)
+        elif command != "status":
+            print(f"{name}: {summary(command, r)}", file=out)
+
+
+def failure(r: dict[str, Any]) -> str:
+    """An engine's error, and what its cleanup did, in words."""
+    text = f"{r['errorType']}: {r['error']}"
+    if r.get("cleanedUp"):
+        stopped = ", ".join(r.get("tasksStopped", [])) or "none"
+        removed = len(r.get("targetsRemoved", []))
+        text += f" (cleaned up: stopped task {stopped}, removed {removed} target(s))"
+    elif r.get("cleanedUp") is False:
+        text += f" (cleanup failed: {r.get('cleanupError')})"
+    if r.get("retryAfterSeconds") is not None:
+        text += f"; retry in {r['retryAfterSeconds']} s"
+    return text
 
 
 def summary(command: str, r: dict[str, Any]) -> str:
-    if "error" in r:
-        return f"{r['errorType']}: {r['error']}"
     if command == "start" and "privateIp" in r:
         reused = " (already running)" if r.get("reused") else ""
-        return f"task {r['taskId']} at {r['privateIp']}:{r['port']}, health {r['healthStatus']}{reused}"
+        tasks = r.get("tasks") or [r]
+        where = ", ".join(
+            f"task {t['taskId']} at {t['privateIp']}:{r['port']}, health {t['healthStatus']}"
+            for t in tasks
+        )
+        return where + reused
     if command == "start":
         return f"starting, task {r.get('taskId', '?')} is {r.get('lastStatus', '?')}; see `start-engines status {r.get('service')}`"
     if command == "reap":

@@ -424,7 +424,7 @@ def running_or_raise(info: TaskInfo | None, task_arn: str, service: str | None) 
         exit_codes = {name: code for name, code in info.exit_codes}
         raise TaskStopped(
             f"task {task_id} stopped during start: {info.stopped_reason or 'no reason given'}"
-            f"; exit codes {exit_codes}",
+            f"; exit codes {', '.join(f'{n}={c}' for n, c in exit_codes.items()) or 'none'}",
             service=service,
             details={
                 "taskId": task_id,

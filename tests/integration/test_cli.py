@@ -88,8 +88,43 @@ def test_exit_codes(aws: Emulator, cli_env: dict[str, str]) -> None:
     aws.lifecycle.plan_next("fa-cluster", dies_after=1.0)
     failed = cli(cli_env, "start", "fa")
     assert failed.returncode == 1
-    assert "TaskStopped" in failed.stdout
+    line = next(x for x in failed.stderr.splitlines() if "TaskStopped" in x)
+    assert line.startswith("start-engines: fa: TaskStopped: ")  # one line, naming the engine
+    assert "exit codes fa-app=1" in line  # words, not a Python dict
+    assert "(cleaned up: stopped task " in line and "removed 0 target(s))" in line
+    assert failed.stdout == ""
     assert "Traceback" not in failed.stderr + failed.stdout
+
+
+def test_a_task_id_that_is_not_live_is_a_failure_not_bad_usage(
+    aws: Emulator, cli_env: dict[str, str]
+) -> None:
+    result = cli(cli_env, "stop", "auth", "--task-id", "0123456789abcdef")
+    assert result.returncode == 1
+    assert result.stderr.startswith("start-engines: auth: NoSuchTask: ")
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_an_engine_aws_refuses_is_named_not_none(aws: Emulator, cli_env: dict[str, str]) -> None:
+    env = {**cli_env, "AUTH_CLUSTER": "no-such-cluster"}
+    result = cli(env, "status", "auth", "pdf")
+    assert result.returncode == 1
+    assert result.stderr.startswith("start-engines: auth: AwsError: ")
+    assert "None" not in result.stdout + result.stderr
+    assert [line.split()[0] for line in result.stdout.splitlines()] == ["ENGINE", "pdf"]
+
+
+def test_version(cli_env: dict[str, str]) -> None:
+    result = cli(cli_env, "--version")
+    assert (result.returncode, result.stdout.strip()) == (0, "start-engines 0.1.0")
+
+
+def test_a_start_of_two_tasks_names_both(aws: Emulator, cli_env: dict[str, str]) -> None:
+    result = cli(cli_env, "start", "batch", "--count", "2")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("task ") == 2
+    for task_arn in live_tasks(aws, "batch-cluster"):
+        assert task_arn.rsplit("/", 1)[1] in result.stdout
 
 
 def test_no_region_is_a_clear_message(aws: Emulator, cli_env: dict[str, str]) -> None:

@@ -203,7 +203,11 @@ def timeout_error(job: StartJob) -> StartTimeout:
             details={"healthStatus": next(iter(job.health.values()), {})},
         )
     statuses = {t.id: t.last_status for t in job.tasks.values()}
-    what = f"task(s) {statuses}" if statuses else "the concurrent start it followed"
+    what = (
+        ", ".join(f"task {task_id} ({status})" for task_id, status in statuses.items())
+        if statuses
+        else "the concurrent start it followed"
+    )
     return StartTimeout(
         f"engine '{job.engine.name}': {what} did not reach RUNNING in time",
         service=job.engine.name,

@@ -58,5 +58,5 @@ def status(ctx: Context, request: StatusRequest) -> Outcome:
                 )
             )
         except StartEnginesError as exc:
-            results.append((exc.status_code, exc.to_body()))
+            results.append((exc.status_code, {**exc.to_body(), "service": engine.name}))
     return combine(results)

@@ -32,7 +32,7 @@ def sync(ctx: Context, request: SyncRequest) -> Outcome:
         try:
             results.append((200, sync_engine(ctx, engine)))
         except StartEnginesError as exc:
-            results.append((exc.status_code, exc.to_body()))
+            results.append((exc.status_code, {**exc.to_body(), "service": engine.name}))
     outcome = combine(results)
     outcome.body["changes"] = sum(
         len(b.get("registered", [])) + len(b.get("deregistered", [])) for _, b in results
