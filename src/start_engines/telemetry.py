@@ -14,6 +14,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit, single_metric
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 from start_engines.errors import error_types
 from start_engines.events import ReapRequest, StartRequest, StopRequest
@@ -70,6 +71,8 @@ def _start(engine: str, result: dict[str, Any]) -> None:
 
 
 def _count(name: str, value: int, **dimensions: str) -> None:
+    if is_metrics_disabled():  # Powertools' own switch; single_metric does not check it
+        return
     with single_metric(
         name=name, unit=MetricUnit.Count, value=value, namespace=namespace()
     ) as metric:

@@ -154,3 +154,37 @@ def test_reap_dry_run(aws: Emulator, cli_env: dict[str, str]) -> None:
     assert aws.lifecycle.mutations == []
     answer = json.loads(cli(cli_env, "reap", "fa", "--dry-run", "--json").stdout)
     assert answer["body"]["dryRun"] is True
+
+
+def test_the_demo_reads_as_a_story() -> None:
+    """`make demo`'s run, with short emulated timings: no raw metric lines, one line per health
+    change, and the target list once, as it is at the end."""
+    result = subprocess.run(
+        [str(SCRIPT), "demo", "--start-seconds", "0.5", "--health-seconds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert '"_aws"' not in out  # EMF metrics are for CloudWatch
+    targets_now = out.split("now:\n", 1)[1].splitlines()
+    assert len([line for line in targets_now if line.startswith("  10.")]) == 1
+    assert targets_now[0].endswith("healthy")
+    assert "] healthy" in out
+    assert out.rstrip().endswith("auth is healthy behind /api/auth/*.")
+
+
+def test_the_emulators_own_help_names_it_and_says_how_to_use_it() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "start_engines.local", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0
+    assert result.stdout.startswith("usage: python -m start_engines.local ")
+    assert "paste them into another shell" in result.stdout
+    assert "--print-env" not in result.stdout

@@ -1,7 +1,7 @@
-"""`python -m start_engines.local`: run the embedded AWS until interrupted, for the CLI.
+"""Run the embedded AWS (a moto server with the five engines) until Ctrl-C, for the CLI.
 
-Prints the environment a shell needs (`eval "$(python -m start_engines.local --print-env)"`
-style is not needed: copy the lines), then serves with a real clock.
+It prints `export` lines on stdout: paste them into another shell, then run `start-engines`
+in that shell. Tasks and health checks run on the real clock.
 """
 
 from __future__ import annotations
@@ -16,10 +16,20 @@ from start_engines.local.emulator import Emulator
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--start-seconds", type=float, default=4.0)
-    parser.add_argument("--health-seconds", type=float, default=10.0)
-    parser.add_argument("--stop-seconds", type=float, default=2.0)
+    parser = argparse.ArgumentParser(
+        prog="python -m start_engines.local",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--start-seconds", type=float, default=4.0, help="a task's time to RUNNING (4)"
+    )
+    parser.add_argument(
+        "--health-seconds", type=float, default=10.0, help="a new target's time to healthy (10)"
+    )
+    parser.add_argument(
+        "--stop-seconds", type=float, default=2.0, help="a stopping task's grace (2)"
+    )
     args = parser.parse_args(argv)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -32,6 +42,11 @@ def main(argv: list[str] | None = None) -> int:
         for key, value in {**emu.aws_environ(), **provisioned.environ()}.items():
             sys.stdout.write(f"export {key}={value}\n")
         sys.stdout.flush()
+        sys.stderr.write(
+            "# the embedded AWS is up: paste the export lines above into another shell, then run"
+            " start-engines there. Ctrl-C stops it.\n"
+        )
+        sys.stderr.flush()
         with contextlib.suppress(KeyboardInterrupt):
             stop.wait()
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from typing import Any, TextIO
@@ -36,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--start-seconds", type=float, default=4.0, help="emulated Fargate start")
     parser.add_argument("--health-seconds", type=float, default=10.0, help="emulated ALB checks")
-    parser.add_argument("--json-logs", action="store_true", help="show the Lambda's JSON logs")
+    parser.add_argument(
+        "--json-logs", action="store_true", help="show the Lambda's JSON logs and EMF metrics"
+    )
     args = parser.parse_args(argv)
     return run_demo(args.start_seconds, args.health_seconds, sys.stdout, json_logs=args.json_logs)
 
@@ -57,6 +60,8 @@ def run_demo(
 
         if not json_logs:
             _quiet_json_logs(out)
+            # metrics are EMF JSON lines for CloudWatch to read, not for a person
+            os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
         clock = SystemClock()
         print("\nSending the seed's event to lambda_handler:", file=out)
         print("  " + json.dumps(SEED_EVENT), file=out)
@@ -68,26 +73,31 @@ def run_demo(
 
         body: dict[str, Any] = result["body"]
         elbv2 = emu.clients().elbv2
-        print(f"\nTargets registered in {body['targetGroupArn'].split('/', 1)[1]}:", file=out)
+        group = body["targetGroupArn"].split("/", 1)[1]
+        target = f"{body['privateIp']}:{body['port']}"
+        print(f"\nThe ALB's health checks of {target} in {group}:", file=out)
         state = ""
+        targets: list[Any] = []
         deadline = time.monotonic() + health_seconds + 10
         while state != "healthy" and time.monotonic() < deadline:
             targets = elbv2.describe_target_health(TargetGroupArn=body["targetGroupArn"])[
                 "TargetHealthDescriptions"
             ]
             mine = [t for t in targets if t["Target"]["Id"] == body["privateIp"]]
-            new_state = mine[0]["TargetHealth"]["State"] if mine else "missing"
-            if new_state != state:
-                state = new_state
-                for target in targets:
-                    health = target["TargetHealth"]
-                    print(
-                        f"  {target['Target']['Id']}:{target['Target']['Port']}  "
-                        f"{health['State']:<10} {health.get('Reason', '')}",
-                        file=out,
-                    )
+            health = mine[0]["TargetHealth"] if mine else {"State": "missing"}
+            if health["State"] != state:  # one line per change, as it happens
+                state = health["State"]
+                reason = f" ({health['Reason']})" if health.get("Reason") else ""
+                print(f"  [{time.monotonic() - began:5.1f}s] {state}{reason}", file=out)
             if state != "healthy":
                 time.sleep(0.5)
+        print(f"\nTargets in {group} now:", file=out)
+        for described in targets:  # the current state, one line per target
+            print(
+                f"  {described['Target']['Id']}:{described['Target']['Port']}  "
+                f"{described['TargetHealth']['State']}",
+                file=out,
+            )
         print(
             f"\nDone in {time.monotonic() - began:.1f}s: auth is {state} behind /api/auth/*.",
             file=out,
