@@ -30,7 +30,7 @@ def test_cfn_lint_reports_no_errors(template: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_security_scan_finds_nothing() -> None:
+def test_security_scan_finds_nothing(tmp_path: Path) -> None:
     checkov = os.environ.get("CHECKOV") or str(ROOT / ".venv-checkov" / "bin" / "checkov")
     if not Path(checkov).exists():
         pytest.fail("checkov is not installed: run the suite with `make test`, which installs it")
@@ -50,7 +50,13 @@ def test_security_scan_finds_nothing() -> None:
         capture_output=True,
         text=True,
         check=False,
-        env={**os.environ, "BC_SKIP_MAPPING": "TRUE", "LOG_LEVEL": "ERROR"},
+        env={
+            **os.environ,
+            "BC_SKIP_MAPPING": "TRUE",
+            "LOG_LEVEL": "ERROR",
+            "CKV_SKIP_PACKAGE_UPDATE_CHECK": "true",  # no call home from a test run
+            "XDG_CACHE_HOME": str(tmp_path),  # any cache in the run's own temp dir
+        },
     )
     parsed = json.loads(result.stdout)
     reports = parsed if isinstance(parsed, list) else [parsed]
