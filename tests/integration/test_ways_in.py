@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 import pytest
@@ -275,3 +276,25 @@ def test_event_bus_is_configurable_and_events_can_be_off(
     monkeypatch.setenv("OUTGOING_EVENTS", "off")
     invoke({"detail-type": "Stop ECS Task", "detail": {"service": "fa"}})
     assert custom.received() == []
+
+
+def test_the_emulator_delivers_task_events_like_a_deployed_stack(
+    aws: Emulator, invoke: Invoke, clock: ManualClock
+) -> None:
+    """`python -m start_engines.local` turns this on, so `start-engines start --no-wait`
+    against it ends registered, with nobody polling."""
+    aws.deliver_task_events(every=0.05)
+    try:
+        answer = invoke({"action": "start", "service": "pdf", "async": True})
+        assert answer["statusCode"] == 202
+        assert targets(aws, "pdf") == []
+        clock.advance(10)  # ECS's time passes: the task is RUNNING, its event goes out
+        ip = task(aws, "pdf-cluster", answer["body"]["taskArn"])["attachments"][0]["details"]
+        private_ip = next(d["value"] for d in ip if d["name"] == "privateIPv4Address")
+        for _ in range(200):  # the delivery thread's next rounds; bounded
+            if targets(aws, "pdf"):
+                break
+            threading.Event().wait(0.05)
+        assert [t[0] for t in targets(aws, "pdf")] == [private_ip]
+    finally:
+        aws.stop_delivering()

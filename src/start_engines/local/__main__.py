@@ -1,7 +1,8 @@
 """Run the embedded AWS (a moto server with the five engines) until Ctrl-C, for the CLI.
 
 It prints `export` lines on stdout: paste them into another shell, then run `start-engines`
-in that shell. Tasks and health checks run on the real clock.
+in that shell. Tasks and health checks run on the real clock, and ECS Task State Change
+events reach the task-state entry point as a deployed stack's rule would deliver them.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         stop_seconds=args.stop_seconds,
     ) as emu:
         provisioned = emu.provision()
+        emu.apply_environ()  # the task-state entry point runs in this process
+        emu.deliver_task_events()
         for key, value in {**emu.aws_environ(), **provisioned.environ()}.items():
             sys.stdout.write(f"export {key}={value}\n")
         sys.stdout.flush()

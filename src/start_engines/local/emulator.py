@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import urllib.request
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,7 @@ class Emulator:
         self._server: Any = None
         self.endpoint_url = ""
         self.provisioned: Provisioned | None = None
+        self._delivery: threading.Event | None = None
 
     def start(self) -> Emulator:
         from moto.server import ThreadedMotoServer
@@ -48,7 +50,43 @@ class Emulator:
         self.lifecycle.install()
         return self
 
+    def deliver_task_events(self, every: float = 0.5) -> None:
+        """What a deployed stack has: each ECS Task State Change reaches the task-state entry
+        point (here, in this process), so an asynchronous start gets registered with nobody
+        polling. The lifecycle is ticked every `every` seconds, as time passes for ECS."""
+        import queue
+
+        from start_engines import lambda_function
+        from start_engines.local.context import LambdaContext
+        from start_engines.local.ecs_events import task_state_change
+
+        changed: queue.Queue[str] = queue.Queue()
+        self.lifecycle.on_change = changed.put
+        stop = self._delivery = threading.Event()
+
+        def deliver() -> None:
+            ecs = self.clients().ecs
+            while not stop.wait(every):
+                self.lifecycle.tick()
+                while not changed.empty():
+                    arn = changed.get_nowait()
+                    cluster = arn.rsplit("/", 2)[-2]
+                    found = ecs.describe_tasks(cluster=cluster, tasks=[arn], include=["TAGS"])
+                    for task in found.get("tasks", []):
+                        context = LambdaContext(self.lifecycle.time, 60)
+                        event = task_state_change(dict(task))
+                        lambda_function.task_state_handler(event, context)
+
+        threading.Thread(target=deliver, name="ecs-events", daemon=True).start()
+
+    def stop_delivering(self) -> None:
+        if self._delivery is not None:
+            self._delivery.set()
+            self._delivery = None
+        self.lifecycle.on_change = None
+
     def stop(self) -> None:
+        self.stop_delivering()
         self.lifecycle.uninstall()
         if self._server is not None:
             self._server.stop()

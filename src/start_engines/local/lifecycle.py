@@ -80,6 +80,8 @@ class Lifecycle:
         self.start_seconds_for: Callable[[str], float] | None = None
         # Every call that changes something, by name: tests assert "nothing was started".
         self.mutations: list[tuple[str, str]] = []
+        # Told the ARN of each task whose lastStatus the model changed (see Emulator).
+        self.on_change: Callable[[str], None] | None = None
         # DescribeTasks calls, one entry per call: (clock reading, cluster, task count).
         self.describe_calls: list[tuple[float, str, int]] = []
         self.list_calls: list[float] = []  # ListTasks calls, by clock reading
@@ -328,13 +330,20 @@ class Lifecycle:
         self._apply(task, plan, now)
 
     def tick(self) -> None:
+        changed: list[str] = []
         with self._lock:
             now = self.clock()
             for cluster_tasks in _backends("ecs", "tasks"):
                 for arn, task in cluster_tasks.items():
                     plan = self.plans.get(arn)
                     if plan and not plan.stopped:
+                        before = task.last_status
                         self._apply(task, plan, now)
+                        if task.last_status != before:
+                            changed.append(arn)
+        if self.on_change is not None:  # ECS would emit a Task State Change for each
+            for arn in changed:
+                self.on_change(arn)
 
     def scrub(self) -> None:
         """Forget every task, target and lease, keep the infrastructure: a clean slate."""
