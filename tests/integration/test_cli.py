@@ -188,3 +188,17 @@ def test_the_emulators_own_help_names_it_and_says_how_to_use_it() -> None:
     assert result.stdout.startswith("usage: python -m start_engines.local ")
     assert "paste them into another shell" in result.stdout
     assert "--print-env" not in result.stdout
+
+
+def test_config_check_with_nothing_configured_fails_and_says_what_to_set(
+    aws: Emulator, cli_env: dict[str, str]
+) -> None:
+    env = {k: v for k, v in cli_env.items() if not k.endswith("_TARGET_GROUP_ARN")}
+    result = cli(env, "config", "check")
+    assert result.returncode == 1
+    rows = result.stdout.splitlines()
+    auth = next(row for row in rows if row.split()[1] == "auth")
+    problem, fix = auth.split("  set ", 1)
+    assert problem.split(None, 2)[2].strip() == "engine 'auth' has no target group"
+    assert fix.startswith("AUTH_TARGET_GROUP_ARN to the engine's target group ARN(s)")
+    assert any("no engine is configured" in row for row in rows)

@@ -28,17 +28,11 @@ class Problem:
 def check(ctx: Context) -> list[Problem]:
     """Everything a start would trip over, for every engine, before any task runs."""
     found: list[Problem] = []
-    for engine in ctx.select(None):
+    selected = ctx.select(None)
+    for engine in selected:
         if isinstance(engine, ConfigError):
-            fix = f"set {engine.field}" if engine.field else "fix the configuration"
-            found.append(
-                Problem(
-                    str(engine.service),
-                    "warning",
-                    engine.message,
-                    fix + " (or ignore an engine you do not run)",
-                )
-            )
+            problem, _, _ = engine.message.partition(": set ")
+            found.append(Problem(str(engine.service), "warning", problem, _fix(engine)))
             continue
         try:
             found += check_engine(ctx, engine)
@@ -51,7 +45,30 @@ def check(ctx: Context) -> list[Problem]:
                     "check the credentials and region, then the resource",
                 )
             )
+    if selected and all(isinstance(engine, ConfigError) for engine in selected):
+        found.append(
+            Problem("*", "error", NOTHING_CONFIGURED, "configure at least one engine (README)")
+        )
     return found
+
+
+NOTHING_CONFIGURED = "no engine is configured: a start of any engine would fail"
+
+# What to put in a variable the configuration lacks, by its suffix.
+VALUES = {
+    "TARGET_GROUP_ARN": "the engine's target group ARN(s), comma-separated (infra/alb.yaml outputs them)",
+    "SUBNETS": "the tasks' subnet IDs, comma-separated",
+    "SECURITY_GROUPS": "the tasks' security group IDs, comma-separated",
+}
+
+
+def _fix(error: ConfigError) -> str:
+    """What to do about an engine the configuration leaves incomplete or invalid."""
+    if not error.field:
+        return "fix the configuration, or ignore an engine you do not run"
+    value = next((v for suffix, v in VALUES.items() if error.field.endswith(suffix)), None)
+    what = f"to {value}" if value else "to a valid value (see Configuration in the README)"
+    return f"set {error.field} {what}, or ignore an engine you do not run"
 
 
 def check_engine(ctx: Context, engine: EngineConfig) -> list[Problem]:
