@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from start_engines.engines import Engines, Outcome
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells expect
 
 
 def common_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
@@ -164,6 +165,8 @@ def exit_code(outcome: Outcome) -> int:
     failed = [r for r in results if int(r.get("statusCode", outcome.status_code)) >= 400]
     if outcome.status_code < 400 and not failed:
         return EXIT_OK
+    if any(r.get("errorType") == "Interrupted" for r in failed):
+        return EXIT_INTERRUPTED
     usage = {cls.__name__ for cls in usage_errors()}
     if failed and all(r.get("errorType") in usage for r in failed):
         return EXIT_USAGE
@@ -193,6 +196,12 @@ def render(command: str, outcome: Outcome, out: TextIO, err: TextIO) -> None:
 
 def failure(r: dict[str, Any]) -> str:
     """An engine's error, and what its cleanup did, in words."""
+    if r.get("errorType") == "Interrupted":
+        stopped = ", ".join(r.get("tasksStopped", [])) or "none"
+        return (
+            f"interrupted: stopped task {stopped}, removed {len(r.get('targetsRemoved', []))} "
+            "target(s)"
+        )
     text = f"{r['errorType']}: {r['error']}"
     if r.get("cleanedUp"):
         stopped = ", ".join(r.get("tasksStopped", [])) or "none"
@@ -289,9 +298,13 @@ def main(
     except StartEnginesError as exc:
         print(f"start-engines: {exc.error_type}: {exc.message}", file=err)
         return EXIT_FAILURE
-    except KeyboardInterrupt:
-        print("start-engines: interrupted", file=err)
-        return EXIT_FAILURE
+    except KeyboardInterrupt:  # a second Ctrl-C, during the cleanup of the first: go now
+        print(
+            "start-engines: interrupted again: tasks this command started may still run; "
+            "`start-engines status` shows them, `start-engines stop ENGINE` stops them",
+            file=err,
+        )
+        return EXIT_INTERRUPTED
     except Exception as exc:
         print(f"start-engines: unexpected error: {exc!r}", file=err)
         return EXIT_FAILURE

@@ -126,6 +126,12 @@ class EngineBusy(StartEnginesError):
     status_code = 503
 
 
+class Interrupted(StartEnginesError):
+    """The person running the command pressed Ctrl-C; what the start ran is cleaned up."""
+
+    status_code = 500
+
+
 class StartTimeout(StartEnginesError):
     status_code = 504
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -202,3 +203,35 @@ def test_config_check_with_nothing_configured_fails_and_says_what_to_set(
     assert problem.split(None, 2)[2].strip() == "engine 'auth' has no target group"
     assert fix.startswith("AUTH_TARGET_GROUP_ARN to the engine's target group ARN(s)")
     assert any("no engine is configured" in row for row in rows)
+
+
+def test_ctrl_c_during_a_start_cleans_up_and_says_so(
+    aws: Emulator, cli_env: dict[str, str]
+) -> None:
+    aws.lifecycle.plan_next("users-cluster", running_after=float("inf"))  # it waits for ever
+    process = subprocess.Popen(
+        [str(SCRIPT), "start", "users"],
+        env=cli_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    for line in process.stderr:  # the live progress, until RunTask has answered
+        if "RunTask accepted" in line:
+            break
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130
+    (task_arn,) = all_tasks(aws, "users-cluster")
+    task_id = task_arn.rsplit("/", 1)[1]
+    assert f"start-engines: users: interrupted: stopped task {task_id}, removed 0 target(s)" in err
+    assert "Traceback" not in err
+    assert live_tasks(aws, "users-cluster") == []
+    again = cli(cli_env, "start", "users")  # no failure cooldown after a person's Ctrl-C
+    assert "StartFailedElsewhere" not in again.stderr
+
+
+def all_tasks(aws: Emulator, cluster: str) -> list[str]:
+    ecs = aws.clients().ecs
+    return list(ecs.list_tasks(cluster=cluster, desiredStatus="STOPPED")["taskArns"])

@@ -26,6 +26,7 @@ from start_engines.errors import (
     ConfigError,
     EngineBusy,
     InternalError,
+    Interrupted,
     RunTaskConflict,
     StartEnginesError,
     StartFailedElsewhere,
@@ -65,12 +66,16 @@ def start(ctx: Context, request: StartRequest, deadline: Deadline) -> Outcome:
     jobs = [StartJob(engine, began) for engine in engines]
     if ctx.lease is None:
         logger.warning(NOT_SERIALISED)
-    # RunTask for every engine at once; the waiting is shared below.
-    with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
-        list(pool.map(lambda job: starter.guard(job, lambda: starter.launch(job)), jobs))
     handoff = deadline.within(request.wait_budget or 0.0) if request.asynchronous else None
     try:
+        # RunTask for every engine at once; the waiting is shared below.
+        with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
+            list(pool.map(lambda job: starter.guard(job, lambda: starter.launch(job)), jobs))
         starter.poll(jobs, deadline, handoff)
+    except KeyboardInterrupt:  # the CLI's Ctrl-C: clean up what this start ran, then answer
+        for job in jobs:
+            if job.active:
+                job.fail(Interrupted("interrupted", service=job.engine.name))
     finally:
         for job in jobs:
             starter.finish(job)
@@ -80,7 +85,7 @@ def start(ctx: Context, request: StartRequest, deadline: Deadline) -> Outcome:
     for job in jobs:
         if job.error is not None:
             results.append((job.error.status_code, job.error.to_body()))
-            if not isinstance(job.error, StoppedDuringStart):
+            if not isinstance(job.error, (StoppedDuringStart, Interrupted)):
                 ctx.publish(ENGINE_START_FAILED, results[-1][1])
         elif job.state is JobState.HANDED_OFF:
             results.append((202, job.handoff_body()))
@@ -407,7 +412,7 @@ class Starter:
 def cools_down(job: StartJob, error: StartEnginesError) -> bool:
     """A failed start holds others off for the cooldown only if a task of it failed or AWS
     refused it; not after a stop, or a request refused before anything ran."""
-    if isinstance(error, StoppedDuringStart):
+    if isinstance(error, (StoppedDuringStart, Interrupted)):
         return False
     return bool(job.started) or isinstance(error, AwsError)
 
