@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from start_engines.clock import Deadline, SystemClock
 from start_engines.errors import BadEvent, StartEnginesError
-from start_engines.progress import show_progress
+from start_engines.progress import quiet_library_logs, show_progress
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -142,6 +142,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     command = parse_event(payload(args))
     engines = build_engines(args)
+    quiet_library_logs()
     if not args.json and args.command == "start":
         show_progress(err)
     outcome = engines.dispatch(
@@ -192,6 +193,8 @@ def render(command: str, outcome: Outcome, out: TextIO, err: TextIO) -> None:
             print(f"start-engines: {name}: {failure(r)}", file=err)
         elif command != "status":
             print(f"{name}: {summary(command, r)}", file=out)
+        if r.get("warning"):
+            print(f"start-engines: {name}: warning: {r['warning']}", file=err)
 
 
 def failure(r: dict[str, Any]) -> str:

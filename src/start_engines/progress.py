@@ -26,5 +26,13 @@ class ProgressPrinter(logging.Handler):
 def show_progress(stream: TextIO) -> None:
     engines_logger = logging.getLogger("start_engines.engines")
     engines_logger.addHandler(ProgressPrinter(stream))
-    engines_logger.setLevel(logging.INFO)
-    engines_logger.propagate = False
+    engines_logger.setLevel(logging.INFO)  # its warnings go on up to show_warnings' handler
+
+
+def quiet_library_logs() -> None:
+    """A person reads the answer (and the progress lines), not the Lambda's log records: what
+    a warning says is in the answer too. A machine reading --json gets JSON only."""
+    package = logging.getLogger("start_engines")
+    package.handlers.clear()
+    package.addHandler(logging.NullHandler())
+    package.propagate = False

@@ -235,3 +235,19 @@ def test_ctrl_c_during_a_start_cleans_up_and_says_so(
 def all_tasks(aws: Emulator, cluster: str) -> list[str]:
     ecs = aws.clients().ecs
     return list(ecs.list_tasks(cluster=cluster, desiredStatus="STOPPED")["taskArns"])
+
+
+def test_json_mode_keeps_warnings_off_stderr_and_text_mode_shows_the_answers_as_notes(
+    aws: Emulator, cli_env: dict[str, str]
+) -> None:
+    env = {k: v for k, v in cli_env.items() if k != "LEASE_TABLE"}  # a start then warns
+    machine = cli(env, "--json", "start", "fa")
+    assert machine.returncode == 0, machine.stderr
+    assert json.loads(machine.stdout)["body"]["serialised"] is False
+    assert machine.stderr == ""
+    person = cli(env, "status", "fa")
+    assert person.returncode == 0
+    stopped = cli(env, "stop", "fa")
+    assert "Traceback" not in stopped.stderr
+    again = cli(env, "start", "fa")
+    assert "start-engines: fa: warning: LEASE_TABLE is not set" in again.stderr
