@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from start_engines.clock import Deadline, SystemClock
 from start_engines.errors import BadEvent, StartEnginesError
-from start_engines.progress import quiet_library_logs, show_progress
+from start_engines.progress import GREEN, RED, YELLOW, paint, quiet_library_logs, show_progress
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -143,11 +143,14 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     command = parse_event(payload(args))
     engines = build_engines(args)
     quiet_library_logs()
-    if not args.json and args.command == "start":
-        show_progress(err)
-    outcome = engines.dispatch(
-        command, Deadline.after(engines.clock, getattr(args, "timeout", 120.0))
-    )
+    printer = show_progress(err) if not args.json and args.command == "start" else None
+    try:
+        outcome = engines.dispatch(
+            command, Deadline.after(engines.clock, getattr(args, "timeout", 120.0))
+        )
+    finally:
+        if printer is not None:
+            printer.finish()
     if args.json:
         print(
             json.dumps(
@@ -190,11 +193,11 @@ def render(command: str, outcome: Outcome, out: TextIO, err: TextIO) -> None:
     for r in results:
         name = r.get("service") or "start-engines"
         if "error" in r:
-            print(f"start-engines: {name}: {failure(r)}", file=err)
+            print(paint(f"start-engines: {name}: {failure(r)}", RED, err), file=err)
         elif command != "status":
-            print(f"{name}: {summary(command, r)}", file=out)
+            print(f"{paint(name, GREEN, out)}: {summary(command, r)}", file=out)
         if r.get("warning"):
-            print(f"start-engines: {name}: warning: {r['warning']}", file=err)
+            print(paint(f"start-engines: {name}: warning: {r['warning']}", YELLOW, err), file=err)
 
 
 def failure(r: dict[str, Any]) -> str:

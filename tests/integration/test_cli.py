@@ -251,3 +251,32 @@ def test_json_mode_keeps_warnings_off_stderr_and_text_mode_shows_the_answers_as_
     assert "Traceback" not in stopped.stderr
     again = cli(env, "start", "fa")
     assert "start-engines: fa: warning: LEASE_TABLE is not set" in again.stderr
+
+
+def test_on_a_terminal_progress_is_a_live_coloured_line_and_plain_elsewhere(
+    aws: Emulator, cli_env: dict[str, str]
+) -> None:
+    import pty
+
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [str(SCRIPT), "start", "auth"], env=cli_env, stdout=terminal, stderr=terminal
+    )
+    os.close(terminal)
+    seen = b""
+    while True:  # read what the terminal shows until the command ends
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # the other end closed
+            break
+        if not chunk:
+            break
+        seen += chunk
+    process.wait(timeout=60)
+    os.close(controller)
+    screen = seen.decode()
+    assert process.returncode == 0
+    assert "\r\x1b[2K" in screen  # the status line is rewritten in place
+    assert "\x1b[32mauth\x1b[0m: task " in screen  # the answer, in colour
+    piped = cli(cli_env, "start", "auth")  # not a terminal: plain text
+    assert "\x1b[" not in piped.stdout + piped.stderr
