@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from start_engines.clock import Deadline, SystemClock
 from start_engines.errors import BadEvent, StartEnginesError
@@ -34,15 +34,42 @@ def common_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
     parser.add_argument("--profile", help="AWS profile; default: the standard chain", **default)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr (exit 2), not a screen of usage text."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"start-engines: {message} (see {self.prog} --help)\n")
+
+
+# The direct-invoke fields the CLI fills, by the option a person typed.
+OPTIONS = {
+    "payload.count": "--count",
+    "payload.force": "--force",
+    "payload.taskId": "--task-id",
+    "payload.reason": "--reason",
+    "payload.service": "ENGINE",
+    "payload.services": "ENGINE",
+}
+
+
+def in_options(text: str) -> str:
+    """A validation message in the words of the command line."""
+    for field, option in OPTIONS.items():
+        text = text.replace(field, option)
+    return text
+
+
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(
+    root = OneLineParser(
         prog="start-engines", description="Start and stop ECS Fargate engines on demand."
     )
     root.add_argument("--version", action="version", version=f"start-engines {version()}")
     common_options(root, suppress=False)
-    shared = argparse.ArgumentParser(add_help=False)
+    shared = OneLineParser(add_help=False)
     common_options(shared, suppress=True)
-    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = root.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser
+    )
 
     start = commands.add_parser("start", parents=[shared], help="start engines and register them")
     start.add_argument("services", nargs="+", metavar="ENGINE")
@@ -299,7 +326,7 @@ def main(
             return config_check(build_engines(args), out, as_json=args.json)
         return run(args, out, err)
     except BadEvent as exc:
-        print(f"start-engines: {exc.message}", file=err)
+        print(f"start-engines: {in_options(exc.message)}", file=err)
         return EXIT_USAGE
     except StartEnginesError as exc:
         print(f"start-engines: {exc.error_type}: {exc.message}", file=err)

@@ -280,3 +280,24 @@ def test_on_a_terminal_progress_is_a_live_coloured_line_and_plain_elsewhere(
     assert "\x1b[32mauth\x1b[0m: task " in screen  # the answer, in colour
     piped = cli(cli_env, "start", "auth")  # not a terminal: plain text
     assert "\x1b[" not in piped.stdout + piped.stderr
+
+
+def test_usage_errors_are_one_line_in_the_command_lines_words(
+    aws: Emulator, cli_env: dict[str, str]
+) -> None:
+    unknown = cli(cli_env, "launch", "auth")
+    assert unknown.returncode == 2
+    assert unknown.stderr.count("\n") == 1
+    assert unknown.stderr.startswith("start-engines: argument COMMAND: invalid choice: 'launch'")
+    too_many = cli(cli_env, "start", "auth", "--count", "99")
+    assert too_many.returncode == 2
+    assert too_many.stderr == "start-engines: --count must be a whole number 1-10, got 99\n"
+
+
+def test_a_reused_tasks_progress_says_it_was_already_running(
+    aws: Emulator, cli_env: dict[str, str]
+) -> None:
+    assert cli(cli_env, "start", "pdf").returncode == 0
+    again = cli(cli_env, "start", "pdf")
+    assert "registered in 1 target group(s) (already running)" in again.stderr
+    assert "(already running)" in again.stdout

@@ -96,9 +96,11 @@ def advance(ctx: Context, job: StartJob, seen: dict[str, TaskInfo], starter: Sta
         ip = ctx.ecs.extract_ip(task, engine.name)
         job.ips[task.arn] = ip
         ctx.targets.register_target(engine.target_group_arns, ip, engine.port, engine.name)
+        already = "" if task.arn in job.started else " (already running)"
         job.progress(
             "registered",
-            f"{ip}:{engine.port} registered in {len(engine.target_group_arns)} target group(s)",
+            f"{ip}:{engine.port} registered in {len(engine.target_group_arns)} target group(s)"
+            + already,
             ctx.clock.now() - job.began,
             taskId=task.id,
             privateIp=ip,
