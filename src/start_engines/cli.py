@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
@@ -121,6 +122,14 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
+def requester() -> str:
+    """Who runs this command, so a refusal can say "your own earlier start"."""
+    import pwd
+    import socket
+
+    return f"{pwd.getpwuid(os.getuid()).pw_name}@{socket.gethostname()}"[:128]
+
+
 def version() -> str:
     from importlib.metadata import PackageNotFoundError
     from importlib.metadata import version as installed
@@ -141,6 +150,7 @@ def payload(args: argparse.Namespace) -> dict[str, Any]:
         body["services"] = services
     if args.command == "start":
         body.update(waitForHealthy=args.wait_healthy, force=args.force, **{"async": args.no_wait})
+        body["requester"] = requester()
         if args.count is not None:
             body["count"] = args.count
     if args.command == "reap":

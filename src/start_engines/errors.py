@@ -108,7 +108,7 @@ class RegistrationFailed(AwsError):
 
 
 class StartFailedElsewhere(StartEnginesError):
-    """A concurrent invocation's start of this engine failed moments ago (lease cooldown)."""
+    """A start of this engine failed moments ago: starts are held off for the cooldown."""
 
     status_code = 503
 

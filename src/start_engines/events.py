@@ -36,6 +36,7 @@ class StartRequest:
     asynchronous: bool = False  # answer 202 once RunTask succeeds; reconcile registers
     wait_budget: float | None = None  # with asynchronous: wait at most this long first
     overrides: tuple[tuple[str, Any], ...] = ()  # validated shape; the engine decides if allowed
+    requester: str | None = None  # who asks, as the caller says (words of a refusal only)
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,8 @@ def parse_invocation(event: object) -> Invocation:
 
 
 SELECT_KEYS = {"service", "services"}
-START_KEYS = SELECT_KEYS | {"waitForHealthy", "count", "force", "overrides"}
+START_KEYS = SELECT_KEYS | {"waitForHealthy", "count", "force", "overrides", "requester"}
+MAX_REQUESTER = 128
 TEXT_OVERRIDES = {"cluster", "taskDefinition", "taskRoleArn", "executionRoleArn"}
 LIST_OVERRIDES = {"targetGroupArns", "subnets", "securityGroups", "command"}
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
@@ -320,6 +322,7 @@ def _command(
             force=_optional_bool(fields, "force", where),
             listed=listed,
             asynchronous=_optional_bool(fields, "async", where),
+            requester=_optional_str(fields, "requester", f"{where}.requester", MAX_REQUESTER),
             overrides=_overrides(fields["overrides"], f"{where}.overrides", services)
             if "overrides" in fields
             else (),

@@ -41,6 +41,8 @@ class LeaseHolder:
     task_arns: tuple[str, ...] = ()
     preempted: bool = False
     handed_off: bool = False  # its start answered 202; its task's events end it
+    requester: str | None = None  # a failed start's caller, as it said
+    failed_at: float | None = None  # epoch seconds
 
 
 HELD, PREEMPTED, LOST = "held", "preempted", "lost"
@@ -86,6 +88,8 @@ class Lease:
             task_arns=tuple(item.get("taskArns", {}).get("SS", [])),
             preempted=bool(item.get("preempted", {}).get("BOOL", False)),
             handed_off=bool(item.get("handedOff", {}).get("BOOL", False)),
+            requester=item.get("requester", {}).get("S"),
+            failed_at=float(item["failedAt"]["N"]) if "failedAt" in item else None,
         )
 
     def renew(self, engine: str, owner: str, now: datetime, seconds: float) -> str:
@@ -153,19 +157,27 @@ class Lease:
             ExpressionAttributeValues={":owner": {"S": owner}},
         )
 
-    def fail(self, engine: str, owner: str, error: str, now: datetime, cooldown: float) -> None:
+    def fail(
+        self,
+        engine: str,
+        owner: str,
+        error: str,
+        now: datetime,
+        cooldown: float,
+        requester: str | None = None,
+    ) -> None:
         """Keep the lease for `cooldown` seconds, marked failed, so followers report it."""
-        self._update_own(
-            engine,
-            owner,
-            "SET #state = :failed, #error = :error, expiresAt = :until",
-            {
-                ":failed": {"S": "failed"},
-                ":error": {"S": error[:1000]},
-                ":until": {"N": f"{now.timestamp() + cooldown:.3f}"},
-            },
-            {"#state": "state", "#error": "error"},
-        )
+        values: dict[str, Any] = {
+            ":failed": {"S": "failed"},
+            ":error": {"S": error[:1000]},
+            ":until": {"N": f"{now.timestamp() + cooldown:.3f}"},
+            ":at": {"N": f"{now.timestamp():.3f}"},
+        }
+        expression = "SET #state = :failed, #error = :error, expiresAt = :until, failedAt = :at"
+        if requester:
+            expression += ", requester = :requester"
+            values[":requester"] = {"S": requester}
+        self._update_own(engine, owner, expression, values, {"#state": "state", "#error": "error"})
 
     def remember_event(
         self, event_id: str, engine: str, task_arns: Sequence[str], now: datetime

@@ -301,3 +301,17 @@ def test_a_reused_tasks_progress_says_it_was_already_running(
     again = cli(cli_env, "start", "pdf")
     assert "registered in 1 target group(s) (already running)" in again.stderr
     assert "(already running)" in again.stdout
+
+
+def test_a_refused_retry_says_it_was_your_own_start_and_when_to_retry(
+    aws: Emulator, cli_env: dict[str, str]
+) -> None:
+    aws.lifecycle.plan_next("fa-cluster", dies_after=1.0)
+    assert cli(cli_env, "start", "fa").returncode == 1
+    mine = cli(cli_env, "start", "fa")  # at once: inside the failure cooldown
+    assert mine.returncode == 1
+    line = mine.stderr.strip().splitlines()[-1]
+    assert line.startswith(
+        "start-engines: fa: StartFailedElsewhere: your own earlier start of 'fa'"
+    )
+    assert " s ago: task " in line and "retry in " in line

@@ -296,6 +296,22 @@ def test_a_failed_start_is_reported_to_concurrent_followers(
     assert targets(aws, "fa") == []
 
 
+def test_a_refusal_in_the_cooldown_says_whose_start_failed(
+    aws: Emulator, invoke: Invoke, clock: ManualClock
+) -> None:
+    aws.lifecycle.plan_next("fa-cluster", dies_after=1.0)
+    failed = invoke({**start_event("fa", requester="ana@laptop"), "id": "first"})
+    assert failed["body"]["errorType"] == "TaskStopped"
+    clock.advance(3)
+    own = invoke({**start_event("fa", requester="ana@laptop"), "id": "again"})["body"]
+    assert own["error"].startswith("your own earlier start of 'fa' failed 3 s ago: task ")
+    assert (own["failedBy"], own["retryAfterSeconds"]) == ("you", 7)  # a 10 s cooldown
+    other = invoke({**start_event("fa", requester="ci@build-7"), "id": "other"})["body"]
+    assert other["error"].startswith("another caller's start of 'fa' failed 3 s ago")
+    unknown = invoke({**start_event("fa"), "id": "unknown"})["body"]
+    assert (unknown["failedBy"], unknown["error"][:16]) == ("unknown", "a start of 'fa' ")
+
+
 def test_a_start_refused_before_anything_ran_does_not_hold_others_off(
     aws: Emulator, invoke: Invoke
 ) -> None:

@@ -311,16 +311,27 @@ class Starter:
             job.lease_owner, job.renewed_at = owner, ctx.clock.now()
             return None
         if holder.state == "failed":
-            raise StartFailedElsewhere(
-                f"a concurrent start of '{job.engine.name}' failed moments ago: {holder.error}",
-                service=job.engine.name,
-                details={
-                    "retryAfterSeconds": max(
-                        0, round(holder.expires_at - ctx.clock.wall().timestamp())
-                    )
-                },
-            )
+            raise self.failed_elsewhere(job, holder)
         return holder
+
+    def failed_elsewhere(self, job: StartJob, holder: LeaseHolder) -> StartFailedElsewhere:
+        """The cooldown after a failed start, told as it is: whose start, when, and when to
+        retry. "Yours" only when both said who they are and it is the same caller."""
+        now = self.ctx.clock.wall().timestamp()
+        retry = max(1, round(holder.expires_at - now))
+        mine = self.request.requester
+        whose, by = "a start", "unknown"
+        if holder.requester and mine:
+            same = holder.requester == mine
+            whose = "your own earlier start" if same else "another caller's start"
+            by = "you" if same else "another caller"
+        ago = f" {round(now - holder.failed_at)} s ago" if holder.failed_at else ""
+        return StartFailedElsewhere(
+            f"{whose} of '{job.engine.name}' failed{ago}: {holder.error}; starts are held off "
+            f"to avoid a storm: retry in {retry} s",
+            service=job.engine.name,
+            details={"retryAfterSeconds": retry, "failedBy": by},
+        )
 
     def finish(self, job: StartJob) -> None:
         """Clean up after a failed start, and settle the claim: kept past a hand-off, marked
@@ -345,7 +356,12 @@ class Starter:
                 lease.hand_off(engine, owner, ctx.clock.wall(), max(left, ctx.settings.lease_ttl))
             elif error is not None and cools_down(job, error):
                 lease.fail(
-                    engine, owner, error.message, ctx.clock.wall(), ctx.settings.lease_cooldown
+                    engine,
+                    owner,
+                    error.message,
+                    ctx.clock.wall(),
+                    ctx.settings.lease_cooldown,
+                    self.request.requester,
                 )
             else:
                 lease.release(engine, owner)
