@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,11 +31,10 @@ def test_cfn_lint_reports_no_errors(template: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_security_scan_finds_nothing(tmp_path: Path) -> None:
-    checkov = os.environ.get("CHECKOV") or str(ROOT / ".venv-checkov" / "bin" / "checkov")
-    if not Path(checkov).exists():
-        pytest.fail("checkov is not installed: run the suite with `make test`, which installs it")
-    result = subprocess.run(
+def scan(checkov: str, scratch: str) -> subprocess.CompletedProcess[str]:
+    """checkov on both templates; its caches (the update check's, the HCL grammar's) go to
+    `scratch`, and it does not call home."""
+    return subprocess.run(
         [
             checkov,
             "-f",
@@ -54,10 +54,19 @@ def test_security_scan_finds_nothing(tmp_path: Path) -> None:
             **os.environ,
             "BC_SKIP_MAPPING": "TRUE",
             "LOG_LEVEL": "ERROR",
-            "CKV_SKIP_PACKAGE_UPDATE_CHECK": "true",  # no call home from a test run
-            "XDG_CACHE_HOME": str(tmp_path),  # any cache in the run's own temp dir
+            "CKV_SKIP_PACKAGE_UPDATE_CHECK": "true",
+            "XDG_CACHE_HOME": scratch,
+            "TMPDIR": scratch,
         },
     )
+
+
+def test_security_scan_finds_nothing() -> None:
+    checkov = os.environ.get("CHECKOV") or str(ROOT / ".venv-checkov" / "bin" / "checkov")
+    if not Path(checkov).exists():
+        pytest.fail("checkov is not installed: run the suite with `make test`, which installs it")
+    with tempfile.TemporaryDirectory() as scratch:  # removed with what checkov left in it
+        result = scan(checkov, scratch)
     parsed = json.loads(result.stdout)
     reports = parsed if isinstance(parsed, list) else [parsed]
     failed = [c for r in reports for c in r["results"]["failed_checks"]]
