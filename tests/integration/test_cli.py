@@ -315,3 +315,23 @@ def test_a_refused_retry_says_it_was_your_own_start_and_when_to_retry(
         "start-engines: fa: StartFailedElsewhere: your own earlier start of 'fa'"
     )
     assert " s ago: task " in line and "retry in " in line
+
+
+def test_a_second_ctrl_c_exits_at_once_and_says_what_may_be_left(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first Ctrl-C is answered by the start's cleanup (above); a second one, during that
+    cleanup, escapes it: the command must go at once, and say what may be left."""
+    import io
+
+    from start_engines import cli as command_line
+
+    def interrupted_again(*args: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(command_line, "run", interrupted_again)
+    out, err = io.StringIO(), io.StringIO()
+    assert command_line.main(["start", "auth"], out, err) == 130
+    assert err.getvalue().startswith("start-engines: interrupted again: tasks this command")
+    assert "`start-engines status` shows them" in err.getvalue()
+    assert out.getvalue() == ""
