@@ -1,6 +1,7 @@
-"""The `start-engines` command: the same engines.py as the Lambda, for a person or a script.
+"""The `start-engines` command: the same engines as the Lambda, for a person or a script.
 
-Exit codes: 0 ok, 1 failure, 2 bad usage (argparse errors, unknown engine, bad option).
+Exit codes: 0 ok, 1 failure, 2 bad usage only (argparse errors, unknown engine, bad option),
+130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -252,7 +253,7 @@ def failure(r: dict[str, Any]) -> str:
         text += f" (cleaned up: stopped task {stopped}, removed {removed} target(s))"
     elif r.get("cleanedUp") is False:
         text += f" (cleanup failed: {r.get('cleanupError')})"
-    if r.get("retryAfterSeconds") is not None:
+    if r.get("retryAfterSeconds") is not None and "retry in" not in text:
         text += f"; retry in {r['retryAfterSeconds']} s"
     return text
 
