@@ -215,6 +215,8 @@ def test_ctrl_c_during_a_start_cleans_up_and_says_so(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # as in a person's terminal: a non-interactive parent (CI) may have SIGINT ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509
     )
     assert process.stderr is not None
     for line in process.stderr:  # the live progress, until RunTask has answered
