@@ -240,17 +240,15 @@ def render(command: str, outcome: Outcome, out: TextIO, err: TextIO) -> None:
 
 def failure(r: dict[str, Any]) -> str:
     """An engine's error, and what its cleanup did, in words."""
+    cleaned = (
+        f"stopped task {', '.join(r.get('tasksStopped', [])) or 'none'}, "
+        f"removed {len(r.get('targetsRemoved', []))} target(s)"
+    )
     if r.get("errorType") == "Interrupted":
-        stopped = ", ".join(r.get("tasksStopped", [])) or "none"
-        return (
-            f"interrupted: stopped task {stopped}, removed {len(r.get('targetsRemoved', []))} "
-            "target(s)"
-        )
+        return f"interrupted: {cleaned}"
     text = f"{r['errorType']}: {r['error']}"
     if r.get("cleanedUp"):
-        stopped = ", ".join(r.get("tasksStopped", [])) or "none"
-        removed = len(r.get("targetsRemoved", []))
-        text += f" (cleaned up: stopped task {stopped}, removed {removed} target(s))"
+        text += f" (cleaned up: {cleaned})"
     elif r.get("cleanedUp") is False:
         text += f" (cleanup failed: {r.get('cleanupError')})"
     if r.get("retryAfterSeconds") is not None and "retry in" not in text:

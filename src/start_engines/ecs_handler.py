@@ -37,6 +37,7 @@ LAST_START_TAG = "start-engines:last-start"  # a start that reused the task rese
 # task is going away and must be neither reused nor registered. Value: "<time> <reason>".
 STOPPING_TAG = "start-engines:stopping"
 LIVE_STATUSES = ("PROVISIONING", "PENDING", "ACTIVATING", "RUNNING")
+STOPPED_STATUSES = ("DEACTIVATING", "STOPPING", "DEPROVISIONING", "STOPPED")  # past RUNNING
 DESCRIBE_BATCH = 100  # DescribeTasks takes at most 100 tasks
 MAX_REASON = 255
 MAX_TAG_VALUE = 256
@@ -105,7 +106,7 @@ class TaskInfo:
 
     @property
     def is_stopped(self) -> bool:
-        return self.last_status in ("DEACTIVATING", "STOPPING", "DEPROVISIONING", "STOPPED")
+        return self.last_status in STOPPED_STATUSES
 
     @property
     def is_running(self) -> bool:

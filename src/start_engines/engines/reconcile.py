@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from start_engines.ecs_handler import STARTED_BY
+from start_engines.ecs_handler import STARTED_BY, STOPPED_STATUSES
 from start_engines.engines.outcome import Outcome
 from start_engines.engines.serving import register_checked, stopped_by_request
 from start_engines.event_publisher import ENGINE_READY, ENGINE_START_FAILED, ENGINE_STOPPED
@@ -18,8 +18,6 @@ if TYPE_CHECKING:
     from start_engines.events import TaskStateChange
 
 logger = logging.getLogger(__name__)
-
-STOPPED_STATUSES = ("DEACTIVATING", "STOPPING", "DEPROVISIONING", "STOPPED")
 
 
 def on_task_state_change(ctx: Context, change: TaskStateChange) -> Outcome:

@@ -71,7 +71,7 @@ def start(ctx: Context, request: StartRequest, deadline: Deadline) -> Outcome:
         # RunTask for every engine at once; the waiting is shared below.
         with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
             list(pool.map(lambda job: starter.guard(job, lambda: starter.launch(job)), jobs))
-        starter.poll(jobs, deadline, handoff)
+        starter.poll(jobs, handoff)
     except KeyboardInterrupt:  # the CLI's Ctrl-C: clean up what this start ran, then answer
         for job in jobs:
             if job.active:
@@ -229,7 +229,7 @@ class Starter:
                 logger.warning("the claim on %s expired under this start", job.engine.name)
                 job.lease_owner = None
 
-    def poll(self, jobs: list[StartJob], deadline: Deadline, handoff: Deadline | None) -> None:
+    def poll(self, jobs: list[StartJob], handoff: Deadline | None) -> None:
         """Rounds until every job is done or failed. With `handoff` (asynchronous starts), jobs
         still under way when it passes are handed to the task-state entry point. Every round
         sleeps its poll interval: only an expired deadline ends the loop early."""
@@ -257,7 +257,7 @@ class Starter:
                     self.guard(job, lambda job=job: self.hand_off(job))  # type: ignore[misc]
                 return
             waiting_for_tasks = any(j.state is not JobState.HEALTH for j in active)
-            (handoff or deadline).sleep(
+            (handoff or self.deadline).sleep(
                 ctx.settings.poll_interval
                 if waiting_for_tasks
                 else ctx.settings.health_poll_interval
