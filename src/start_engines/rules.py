@@ -1,0 +1,168 @@
+"""Listener rules as an ALB evaluates them: conditions, priority, and the forward action.
+
+Pure functions over DescribeRules' shapes; the wake use case and the emulator's front door
+both route with them. Within a condition any value may match; every condition must match.
+Wildcards are `*` (any run of characters) and `?` (one character). Paths and methods compare
+case-sensitively; hosts, header values and query strings do not, as ALB documents.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+DEFAULT_PRIORITY = 1_000_000  # the listener's default rule comes after every numbered one
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """What a rule looks at in a request. Header names are lower case."""
+
+    method: str
+    path: str
+    host: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
+    query: tuple[tuple[str, str], ...] = ()
+    source_ip: str | None = None
+
+    def header(self, name: str) -> list[str]:
+        name = name.lower()
+        return [value for key, value in self.headers if key == name]
+
+
+@dataclass(frozen=True)
+class Rule:
+    arn: str
+    priority: int
+    conditions: tuple[Mapping[str, Any], ...]
+    actions: tuple[Mapping[str, Any], ...]
+
+    @property
+    def forward_to(self) -> tuple[str, ...]:
+        """The target groups its forward action sends to (none without one)."""
+        return forward_targets(self.actions)
+
+    def matches(self, request: HttpRequest) -> bool:
+        return all(_condition_matches(c, request) for c in self.conditions)
+
+
+def parse_rule(described: Mapping[str, Any]) -> Rule:
+    """A rule from DescribeRules."""
+    priority = str(described.get("Priority", "default"))
+    default = described.get("IsDefault") or not priority.isdigit()
+    return Rule(
+        arn=str(described.get("RuleArn", "")),
+        priority=DEFAULT_PRIORITY if default else int(priority),
+        conditions=tuple(described.get("Conditions") or ()),
+        actions=tuple(described.get("Actions") or ()),
+    )
+
+
+def first_match(rules: Sequence[Rule], request: HttpRequest) -> Rule | None:
+    """The rule that serves the request: the matching one of lowest priority."""
+    for rule in sorted(rules, key=lambda r: r.priority):
+        if rule.matches(request):
+            return rule
+    return None
+
+
+def forward_targets(actions: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+    for action in actions:
+        if action.get("Type") != "forward":
+            continue
+        config = action.get("ForwardConfig") or {}
+        groups = [g.get("TargetGroupArn", "") for g in config.get("TargetGroups") or ()]
+        if groups:
+            return tuple(g for g in groups if g)
+        if action.get("TargetGroupArn"):
+            return (str(action["TargetGroupArn"]),)
+    return ()
+
+
+def forward_actions(
+    actions: Sequence[Mapping[str, Any]], target_groups: Sequence[str]
+) -> list[dict[str, Any]]:
+    """The whole action list for ModifyRule, its forward now to `target_groups` (a weighted
+    forward, equal weights, when there are several). Other actions, such as an
+    authenticate-oidc before the forward, stay as they were, in their order."""
+    if len(target_groups) == 1:
+        forward: dict[str, Any] = {"Type": "forward", "TargetGroupArn": target_groups[0]}
+    else:
+        forward = {
+            "Type": "forward",
+            "ForwardConfig": {
+                "TargetGroups": [{"TargetGroupArn": arn, "Weight": 1} for arn in target_groups]
+            },
+        }
+    result: list[dict[str, Any]] = []
+    for action in actions:
+        if action.get("Type") == "forward":
+            order = action.get("Order")
+            result.append({**forward, "Order": order} if order is not None else dict(forward))
+        else:
+            result.append(dict(action))
+    return result if any(a.get("Type") == "forward" for a in result) else [forward]
+
+
+def _values(condition: Mapping[str, Any], config: str) -> list[Any]:
+    nested = condition.get(config)
+    if isinstance(nested, Mapping) and nested.get("Values") is not None:
+        return list(nested["Values"])
+    return list(condition.get("Values") or ())
+
+
+def _condition_matches(condition: Mapping[str, Any], request: HttpRequest) -> bool:
+    field = condition.get("Field")
+    if field == "path-pattern":
+        return any(
+            _wildcard(v, False).fullmatch(request.path)
+            for v in _values(condition, "PathPatternConfig")
+        )
+    if field == "host-header":
+        host = request.host.split(":", 1)[0]
+        return any(
+            _wildcard(v, True).fullmatch(host) for v in _values(condition, "HostHeaderConfig")
+        )
+    if field == "http-request-method":
+        return request.method in _values(condition, "HttpRequestMethodConfig")
+    if field == "http-header":
+        config = condition.get("HttpHeaderConfig") or {}
+        found = request.header(str(config.get("HttpHeaderName", "")))
+        patterns = [_wildcard(v, True) for v in config.get("Values") or ()]
+        return any(p.fullmatch(value) for p in patterns for value in found)
+    if field == "query-string":
+        pairs = (condition.get("QueryStringConfig") or {}).get("Values") or ()
+        return any(_query_matches(pair, request.query) for pair in pairs)
+    if field == "source-ip":
+        return _source_matches(_values(condition, "SourceIpConfig"), request.source_ip)
+    return False  # a condition this code does not know never routes a request to us
+
+
+def _query_matches(pair: Mapping[str, Any], query: Sequence[tuple[str, str]]) -> bool:
+    key, value = pair.get("Key"), _wildcard(str(pair.get("Value", "")), True)
+    wanted_key = _wildcard(str(key), True) if key else None
+    return any(
+        value.fullmatch(v) and (wanted_key is None or wanted_key.fullmatch(k)) for k, v in query
+    )
+
+
+def _source_matches(cidrs: Sequence[str], source_ip: str | None) -> bool:
+    if not source_ip:
+        return False
+    try:
+        address = ipaddress.ip_address(source_ip)
+        return any(address in ipaddress.ip_network(c, strict=False) for c in cidrs)
+    except ValueError:
+        return False
+
+
+@lru_cache(maxsize=512)
+def _wildcard(pattern: str, ignore_case: bool) -> re.Pattern[str]:
+    text = "".join(
+        ".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in str(pattern)
+    )
+    return re.compile(text, re.DOTALL | (re.IGNORECASE if ignore_case else 0))
