@@ -41,6 +41,9 @@ ENGINE_KEYS: dict[str, str] = {
     "minUptimeMinutes": "MIN_UPTIME_MINUTES",
     "maxLifetimeHours": "MAX_LIFETIME_HOURS",
     "allowIncludeForeign": "ALLOW_INCLUDE_FOREIGN",
+    "listenerRuleArn": "LISTENER_RULE_ARN",
+    "wakeStrategy": "WAKE_STRATEGY",
+    "wakeBlockSeconds": "WAKE_BLOCK_SECONDS",
 }
 LIST_KEYS = frozenset({"targetGroupArns", "subnets", "securityGroups"})
 # What a start event may ask to override, if the engine's allowedOverrides names it.
@@ -66,6 +69,15 @@ DEFAULT_IDLE_MINUTES = 30.0  # engines exist to run only while used; null turns 
 DEFAULT_MIN_UPTIME_MINUTES = 10.0
 OFF = ("", "off", "none", "null")
 RUN_TASK_MAX_COUNT = 10
+WAKE_STRATEGIES = ("page", "block")
+DEFAULT_WAKE_BLOCK_SECONDS = 20.0
+MAX_WAKE_BLOCK_SECONDS = 900.0  # Lambda's own limit
+RULE_ARN = re.compile(
+    r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:listener-rule/app/[^/\s]+/[0-9a-f]+/[0-9a-f]+/[0-9a-f]+$"
+)
+TARGET_GROUP_ARN = re.compile(
+    r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:targetgroup/[A-Za-z0-9-]{1,32}/[0-9a-f]+$"
+)
 
 
 @dataclass(frozen=True)
@@ -85,6 +97,13 @@ class EngineConfig:
     min_uptime_minutes: float = DEFAULT_MIN_UPTIME_MINUTES
     max_lifetime_hours: float | None = None  # None: no hard limit
     allow_include_foreign: bool = False  # may a stop also stop tasks start-engines did not start
+    listener_rule_arn: str | None = None  # set: the engine wakes on its first request
+    wake_strategy: str = "page"
+    wake_block_seconds: float = DEFAULT_WAKE_BLOCK_SECONDS
+
+    @property
+    def wakeable(self) -> bool:
+        return self.listener_rule_arn is not None
 
     @property
     def family(self) -> str:
@@ -113,6 +132,7 @@ class Settings:
     lease_ttl: float = 10.0  # a holder's heartbeat: a dead holder blocks others this long
     metrics_delay: float = 3.0  # minutes: load balancer metrics this recent may be incomplete
     event_bus: str | None = "default"  # None: no outgoing events
+    wake_target_group: str | None = None  # the Lambda target group of sleeping engines
 
 
 def env_prefix(engine: str) -> str:
@@ -345,7 +365,61 @@ def get_service_config(name: str, environ: Environ | None = None) -> EngineConfi
         allow_include_foreign=_as_flag(
             merged.get("allowIncludeForeign", False), source("allowIncludeForeign"), key
         ),
+        listener_rule_arn=_as_arn(
+            merged.get("listenerRuleArn"),
+            RULE_ARN,
+            "a listener rule ARN",
+            source("listenerRuleArn"),
+            key,
+        ),
+        wake_strategy=_as_choice(
+            merged.get("wakeStrategy", "page"), WAKE_STRATEGIES, source("wakeStrategy"), key
+        ),
+        wake_block_seconds=_as_seconds(
+            merged.get("wakeBlockSeconds", DEFAULT_WAKE_BLOCK_SECONDS),
+            source("wakeBlockSeconds"),
+            key,
+        ),
     )
+
+
+def _as_arn(
+    value: Any, pattern: re.Pattern[str], what: str, field: str, service: str | None
+) -> str | None:
+    """An optional ARN of one kind; empty means unset."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str) or not pattern.match(value.strip()):
+        raise ConfigError(
+            f"{field} must be {what}, got {describe_name(value)}", service=service, field=field
+        )
+    return value.strip()
+
+
+def _as_choice(value: Any, choices: tuple[str, ...], field: str, service: str) -> str:
+    text = value.strip().lower() if isinstance(value, str) else None
+    if text not in choices:
+        raise ConfigError(
+            f"{field} must be one of {list(choices)}, got {describe_name(value)}",
+            service=service,
+            field=field,
+        )
+    return text
+
+
+def _as_seconds(value: Any, field: str, service: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if isinstance(value, bool) or not 0 < number <= MAX_WAKE_BLOCK_SECONDS:
+        raise ConfigError(
+            f"{field} must be a number of seconds, more than 0 and at most "
+            f"{MAX_WAKE_BLOCK_SECONDS:.0f}, got {describe_name(value)}",
+            service=service,
+            field=field,
+        )
+    return number
 
 
 def _float_setting(env: Environ, var: str, default: float, minimum: float) -> float:
@@ -378,6 +452,13 @@ def load_settings(environ: Environ | None = None) -> Settings:
         lease_ttl=_float_setting(env, "LEASE_TTL_SECONDS", 10.0, 2.0),
         metrics_delay=_float_setting(env, "METRICS_DELAY_MINUTES", 3.0, 0.0),
         event_bus=_event_bus(env),
+        wake_target_group=_as_arn(
+            env.get("WAKE_TARGET_GROUP_ARN"),
+            TARGET_GROUP_ARN,
+            "a target group ARN",
+            "WAKE_TARGET_GROUP_ARN",
+            None,
+        ),
     )
 
 

@@ -63,6 +63,12 @@ class MethodNotAllowed(BadEvent):
     status_code = 405
 
 
+class RequestTooLarge(BadEvent):
+    """An HTTP request over ALB's limits for a Lambda target (body, path or a header)."""
+
+    status_code = 413
+
+
 class NoSuchTask(StartEnginesError):
     """The request names a task that is not a live task of the engine."""
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from start_engines.alb_request import WakeRequest, is_alb_event, parse_alb
 from start_engines.config import NEVER_OVERRIDABLE, OVERRIDES, RUN_TASK_MAX_COUNT, describe_name
 from start_engines.errors import BadEvent, MethodNotAllowed, OverrideNotAllowed, RouteNotFound
 
@@ -80,7 +81,15 @@ class TaskStateChange:
     private_ip: str | None = None
 
 
-Command = StartRequest | StopRequest | StatusRequest | SyncRequest | ReapRequest | TaskStateChange
+Command = (
+    StartRequest
+    | StopRequest
+    | StatusRequest
+    | SyncRequest
+    | ReapRequest
+    | TaskStateChange
+    | WakeRequest
+)
 
 START_TYPES = frozenset({"Start ECS Task"})
 STOP_TYPES = frozenset({"Stop ECS Task", "Stop ECS Tasks"})
@@ -96,7 +105,7 @@ SCHEDULED_EVENT = "Scheduled Event"
 # API Gateway cuts an integration off after about 29-30 s; ?wait=true stays inside that.
 API_WAIT_BUDGET = 25.0
 
-Via = Literal["eventbridge", "direct", "api-v1", "api-v2", "schedule", "ecs"]
+Via = Literal["eventbridge", "direct", "api-v1", "api-v2", "alb", "schedule", "ecs"]
 
 
 @dataclass(frozen=True)
@@ -109,6 +118,8 @@ def detect(event: object) -> Via:
     """Which front door an event came through. Never raises: errors are shaped per door."""
     if not isinstance(event, Mapping):
         return "eventbridge"
+    if is_alb_event(event):  # before API Gateway's v1: ALB's events have httpMethod too
+        return "alb"
     if event.get("version") == "2.0" and "routeKey" in event and "requestContext" in event:
         return "api-v2"
     if "httpMethod" in event and "requestContext" in event:
@@ -127,6 +138,9 @@ def parse_invocation(event: object) -> Invocation:
     if via in ("api-v1", "api-v2"):
         assert isinstance(event, Mapping)
         return Invocation(_parse_api(event, via), via)
+    if via == "alb":
+        assert isinstance(event, Mapping)
+        return Invocation(parse_alb(event), via)
     if via == "schedule":
         # A rule without constant input: housekeeping. Schedules that start or stop engines
         # send constant input in the EventBridge shape instead.

@@ -2,6 +2,8 @@
 
 - EventBridge events and schedules: failures are returned, never raised. A raise makes Lambda
   retry an asynchronous event, and a retry could start a second task.
+- ALB (a sleeping engine's rule forwards to our Lambda target group): the engine wakes; the
+  answer is a waiting page, JSON or a 307 back to the same URL, in ALB's format.
 - API Gateway (REST v1, HTTP API v2): proxy responses with a JSON body; a start answers 202 as
   soon as RunTask succeeds.
 - Direct invoke and Step Functions (`{"action": ...}`): failures raise typed exceptions
@@ -77,7 +79,7 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     """The one entry point for every front door; the answer is shaped for the door."""
     via = detect(event)
     outcome = _run(event, context, via, accept=None)
-    return _respond(via, outcome)
+    return _respond(via, outcome, event)
 
 
 def task_state_handler(event: Any, context: Any) -> dict[str, Any]:
@@ -101,7 +103,8 @@ def _run(event: Any, context: Any, via: Via, accept: type[TaskStateChange] | Non
         )
         outcome = engines.dispatch(command, deadline)
         telemetry.record(command, outcome)
-        log = logger.info if outcome.status_code < 400 else logger.warning
+        waiting = via == "alb" and outcome.status_code == 503  # a wake page: all is well
+        log = logger.info if outcome.status_code < 400 or waiting else logger.warning
         log(
             "%s via %s answered %s",
             type(command).__name__,
@@ -117,7 +120,11 @@ def _run(event: Any, context: Any, via: Via, accept: type[TaskStateChange] | Non
         return _failure(InternalError(f"unexpected error: {exc!r}"))
 
 
-def _respond(via: Via, outcome: Outcome) -> dict[str, Any]:
+def _respond(via: Via, outcome: Outcome, event: Any) -> dict[str, Any]:
+    if via == "alb":
+        from start_engines.wake_page import alb_response
+
+        return alb_response(event, outcome)
     if via in ("api-v1", "api-v2"):
         headers = {"Content-Type": "application/json"}
         if "allow" in outcome.body:

@@ -8,6 +8,7 @@ Items (partition key `pk`, TTL attribute `expiresAt` in epoch seconds):
   so a dead holder blocks nobody for long. A start handed off to the task-state entry point
   keeps its claim until its task is registered or the claim expires. A stop sets `preempted`
   on a `starting` claim: that start must not answer with its tasks.
+- `wake#<engine>`: when the first request woke the engine, until its rule is switched.
 - `event#<event id>#<engine>`: the tasks an event started, so a redelivered event (or one with
   `force`/`count`) never starts more.
 DynamoDB calls only; ClientError stops here.
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 EVENT_RECORD_SECONDS = 24 * 3600
+WAKE_RECORD_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class LeaseHolder:
     handed_off: bool = False  # its start answered 202; its task's events end it
     requester: str | None = None  # a failed start's caller, as it said
     failed_at: float | None = None  # epoch seconds
+    error_type: str | None = None
 
 
 HELD, PREEMPTED, LOST = "held", "preempted", "lost"
@@ -90,6 +93,7 @@ class Lease:
             handed_off=bool(item.get("handedOff", {}).get("BOOL", False)),
             requester=item.get("requester", {}).get("S"),
             failed_at=float(item["failedAt"]["N"]) if "failedAt" in item else None,
+            error_type=item.get("errorType", {}).get("S"),
         )
 
     def renew(self, engine: str, owner: str, now: datetime, seconds: float) -> str:
@@ -147,6 +151,37 @@ class Lease:
             ExpressionAttributeValues={":yes": {"BOOL": True}, ":arn": {"S": task_arn}},
         )
 
+    def fail_claim(
+        self,
+        engine: str,
+        task_arn: str,
+        error: str,
+        error_type: str,
+        now: datetime,
+        cooldown: float,
+    ) -> bool:
+        """A handed-off start's task failed: its claim becomes the failure cooldown."""
+        epoch = now.timestamp()
+        return self._write(
+            engine,
+            "UpdateItem",
+            UpdateExpression=(
+                "SET #state = :failed, #error = :error, errorType = :type, expiresAt = :until, "
+                "failedAt = :at REMOVE handedOff"
+            ),
+            ConditionExpression="handedOff = :yes AND contains(taskArns, :arn)",
+            ExpressionAttributeNames={"#state": "state", "#error": "error"},
+            ExpressionAttributeValues={
+                ":yes": {"BOOL": True},
+                ":arn": {"S": task_arn},
+                ":failed": {"S": "failed"},
+                ":error": {"S": error[:1000]},
+                ":type": {"S": error_type},
+                ":until": {"N": f"{epoch + cooldown:.3f}"},
+                ":at": {"N": f"{epoch:.3f}"},
+            },
+        )
+
     def release(self, engine: str, owner: str) -> None:
         """Give the claim up; one that expired and was taken since is not ours to release."""
         self._write(
@@ -165,15 +200,20 @@ class Lease:
         now: datetime,
         cooldown: float,
         requester: str | None = None,
+        error_type: str = "StartFailed",
     ) -> None:
         """Keep the lease for `cooldown` seconds, marked failed, so followers report it."""
         values: dict[str, Any] = {
             ":failed": {"S": "failed"},
             ":error": {"S": error[:1000]},
+            ":type": {"S": error_type},
             ":until": {"N": f"{now.timestamp() + cooldown:.3f}"},
             ":at": {"N": f"{now.timestamp():.3f}"},
         }
-        expression = "SET #state = :failed, #error = :error, expiresAt = :until, failedAt = :at"
+        expression = (
+            "SET #state = :failed, #error = :error, errorType = :type, expiresAt = :until, "
+            "failedAt = :at"
+        )
         if requester:
             expression += ", requester = :requester"
             values[":requester"] = {"S": requester}
@@ -193,6 +233,34 @@ class Lease:
             )
         except AWS_ERRORS as exc:
             raise translate(exc, f"PutItem event#{event_id}", service=engine) from exc
+
+    def remember_wake(self, engine: str, now: datetime) -> None:
+        """When the first request woke the engine (for the wake latency); later ones keep it."""
+        epoch = now.timestamp()
+        try:
+            self._dynamodb.put_item(
+                TableName=self.table,
+                Item={
+                    "pk": {"S": f"wake#{engine}"},
+                    "at": {"N": f"{epoch:.3f}"},
+                    "expiresAt": {"N": f"{epoch + WAKE_RECORD_SECONDS:.0f}"},
+                },
+                ConditionExpression="attribute_not_exists(pk) OR expiresAt < :now",
+                ExpressionAttributeValues={":now": {"N": f"{epoch:.3f}"}},
+            )
+        except AWS_ERRORS as exc:
+            if not has_code(exc, "ConditionalCheckFailedException"):
+                raise translate(exc, f"PutItem wake#{engine}", service=engine) from exc
+
+    def take_wake(self, engine: str) -> float | None:
+        """The first request's time (epoch seconds), once: the record goes with it."""
+        try:
+            old = self._dynamodb.delete_item(
+                TableName=self.table, Key={"pk": {"S": f"wake#{engine}"}}, ReturnValues="ALL_OLD"
+            ).get("Attributes")
+        except AWS_ERRORS as exc:
+            raise translate(exc, f"DeleteItem wake#{engine}", service=engine) from exc
+        return float(old["at"]["N"]) if old and "at" in old else None
 
     def event_tasks(self, event_id: str, engine: str) -> tuple[str, ...]:
         item = self._get(f"event#{event_id}#{engine}", engine)

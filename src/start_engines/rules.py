@@ -9,10 +9,8 @@ case-sensitively; hosts, header values and query strings do not, as ALB document
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 DEFAULT_PRIORITY = 1_000_000  # the listener's default rule comes after every numbered one
@@ -119,21 +117,22 @@ def _condition_matches(condition: Mapping[str, Any], request: HttpRequest) -> bo
     field = condition.get("Field")
     if field == "path-pattern":
         return any(
-            _wildcard(v, False).fullmatch(request.path)
+            glob_match(str(v), request.path, ignore_case=False)
             for v in _values(condition, "PathPatternConfig")
         )
     if field == "host-header":
         host = request.host.split(":", 1)[0]
         return any(
-            _wildcard(v, True).fullmatch(host) for v in _values(condition, "HostHeaderConfig")
+            glob_match(str(v), host, ignore_case=True)
+            for v in _values(condition, "HostHeaderConfig")
         )
     if field == "http-request-method":
         return request.method in _values(condition, "HttpRequestMethodConfig")
     if field == "http-header":
         config = condition.get("HttpHeaderConfig") or {}
         found = request.header(str(config.get("HttpHeaderName", "")))
-        patterns = [_wildcard(v, True) for v in config.get("Values") or ()]
-        return any(p.fullmatch(value) for p in patterns for value in found)
+        patterns = [str(v) for v in config.get("Values") or ()]
+        return any(glob_match(p, value, ignore_case=True) for p in patterns for value in found)
     if field == "query-string":
         pairs = (condition.get("QueryStringConfig") or {}).get("Values") or ()
         return any(_query_matches(pair, request.query) for pair in pairs)
@@ -143,10 +142,11 @@ def _condition_matches(condition: Mapping[str, Any], request: HttpRequest) -> bo
 
 
 def _query_matches(pair: Mapping[str, Any], query: Sequence[tuple[str, str]]) -> bool:
-    key, value = pair.get("Key"), _wildcard(str(pair.get("Value", "")), True)
-    wanted_key = _wildcard(str(key), True) if key else None
+    key, value = pair.get("Key"), str(pair.get("Value", ""))
     return any(
-        value.fullmatch(v) and (wanted_key is None or wanted_key.fullmatch(k)) for k, v in query
+        glob_match(value, v, ignore_case=True)
+        and (not key or glob_match(str(key), k, ignore_case=True))
+        for k, v in query
     )
 
 
@@ -160,9 +160,21 @@ def _source_matches(cidrs: Sequence[str], source_ip: str | None) -> bool:
         return False
 
 
-@lru_cache(maxsize=512)
-def _wildcard(pattern: str, ignore_case: bool) -> re.Pattern[str]:
-    text = "".join(
-        ".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in str(pattern)
-    )
-    return re.compile(text, re.DOTALL | (re.IGNORECASE if ignore_case else 0))
+def glob_match(pattern: str, text: str, *, ignore_case: bool) -> bool:
+    """`*` and `?` wildcards, in O(len(pattern) x len(text)) at worst: a hostile path cannot
+    make it backtrack exponentially, as a regular expression of several `.*` would."""
+    if ignore_case:
+        pattern, text = pattern.lower(), text.lower()
+    p = t = 0
+    star, mark = -1, 0
+    while t < len(text):
+        if p < len(pattern) and pattern[p] in ("?", text[t]) and pattern[p] != "*":
+            p, t = p + 1, t + 1
+        elif p < len(pattern) and pattern[p] == "*":
+            star, mark, p = p, t, p + 1
+        elif star >= 0:
+            mark += 1
+            p, t = star + 1, mark
+        else:
+            return False
+    return pattern[p:].strip("*") == ""

@@ -70,6 +70,16 @@ def _start(engine: str, result: dict[str, Any]) -> None:
         _count("FailedStarts", 1, service=SERVICE)
 
 
+def wake_latency(engine: str, seconds: float) -> None:
+    """WakeLatency: a sleeping engine's first request to its rule switched to the engine."""
+    if is_metrics_disabled():
+        return
+    with single_metric(
+        name="WakeLatency", unit=MetricUnit.Seconds, value=seconds, namespace=namespace()
+    ) as metric:
+        metric.add_dimension(name="Engine", value=engine)
+
+
 def _count(name: str, value: int, **dimensions: str) -> None:
     if is_metrics_disabled():  # Powertools' own switch; single_metric does not check it
         return

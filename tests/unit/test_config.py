@@ -187,3 +187,60 @@ def test_include_foreign_is_off_unless_allowed() -> None:
     assert get_service_config("auth", allowed).allow_include_foreign is True
     config = env_for("pdf", ENGINES_CONFIG='{"pdf": {"allowIncludeForeign": true}}')
     assert get_service_config("pdf", config).allow_include_foreign is True
+
+
+RULE = (
+    "arn:aws:elasticloadbalancing:us-east-2:123456789012:listener-rule/app/engines/"
+    "0123456789abcdef/0123456789abcdef/0123456789abcdef"
+)
+
+
+def test_wake_is_off_until_a_listener_rule_is_set() -> None:
+    engine = get_service_config("pdf", env_for("pdf"))
+    assert not engine.wakeable
+    assert (engine.wake_strategy, engine.wake_block_seconds) == ("page", 20.0)
+    woken = get_service_config(
+        "pdf",
+        env_for(
+            "pdf",
+            PDF_LISTENER_RULE_ARN=RULE,
+            PDF_WAKE_STRATEGY="Block",
+            PDF_WAKE_BLOCK_SECONDS="12.5",
+        ),
+    )
+    assert (woken.listener_rule_arn, woken.wake_strategy, woken.wake_block_seconds) == (
+        RULE,
+        "block",
+        12.5,
+    )
+    via_json = get_service_config(
+        "pdf",
+        env_for("pdf", ENGINES_CONFIG=json.dumps({"pdf": {"listenerRuleArn": RULE}})),
+    )
+    assert via_json.wakeable
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("PDF_LISTENER_RULE_ARN", TG.format("pdf")),
+        ("PDF_LISTENER_RULE_ARN", RULE + "/extra"),
+        ("PDF_WAKE_STRATEGY", "proxy"),
+        ("PDF_WAKE_BLOCK_SECONDS", "0"),
+        ("PDF_WAKE_BLOCK_SECONDS", "901"),
+        ("PDF_WAKE_BLOCK_SECONDS", "nan"),
+    ],
+)
+def test_bad_wake_settings_name_the_engine_and_the_field(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        get_service_config("pdf", env_for("pdf", **{variable: value}))
+    assert raised.value.service == "pdf"
+    assert raised.value.field == variable
+
+
+def test_the_wake_target_group_must_be_a_target_group_arn() -> None:
+    assert load_settings({}).wake_target_group is None
+    assert load_settings({"WAKE_TARGET_GROUP_ARN": TG.format("wake")}).wake_target_group
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"WAKE_TARGET_GROUP_ARN": RULE})
+    assert raised.value.field == "WAKE_TARGET_GROUP_ARN"

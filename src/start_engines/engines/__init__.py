@@ -38,6 +38,7 @@ class Engines:
         from start_engines.ecs_handler import ECSHandler
         from start_engines.event_publisher import EventPublisher
         from start_engines.lease import Lease
+        from start_engines.listener_handler import ListenerHandler
         from start_engines.network_handler import NetworkHandler
         from start_engines.target_group_handler import TargetGroupHandler
 
@@ -57,6 +58,7 @@ class Engines:
                 environ=environ,
                 network=NetworkHandler(clients.ec2),
                 cloudwatch=CloudWatchHandler(clients.cloudwatch),
+                listeners=ListenerHandler(clients.elbv2),
             )
         )
 
@@ -90,9 +92,15 @@ class Engines:
             from start_engines.engines.reap import reap_idle
 
             return reap_idle(self.ctx, command, deadline)
+        from start_engines.alb_request import WakeRequest
+
+        if isinstance(command, WakeRequest):
+            from start_engines.engines.wake import wake
+
+            return wake(self.ctx, command, deadline)
         from start_engines.engines.reconcile import on_task_state_change
 
-        return on_task_state_change(self.ctx, command)
+        return on_task_state_change(self.ctx, command, deadline)
 
     def check(self) -> list[Problem]:
         """Everything a start would trip over, for every engine, before any task runs."""

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from start_engines.config import env_prefix
 from start_engines.engines.outcome import target_group_name
+from start_engines.engines.routing import MISMATCH, routing_state
 from start_engines.errors import ConfigError, StartEnginesError
 
 if TYPE_CHECKING:
@@ -80,6 +81,8 @@ def check_engine(ctx: Context, engine: EngineConfig) -> list[Problem]:
 
     if not ctx.ecs.cluster_exists(engine.cluster):
         problem(f"cluster {engine.cluster} does not exist", f"create it or set {prefix}_CLUSTER")
+    for text, fix in _wake(ctx, engine):
+        problem(text, fix)
     for arn in engine.target_group_arns:
         group = ctx.targets.describe_target_group(arn)
         if group is None:
@@ -160,6 +163,39 @@ def _placement(ctx: Context, engine: EngineConfig, group: TargetGroupInfo) -> li
                 f"{', '.join(outside)} where {prefix}_SUBNETS puts tasks; their targets stay unused",
                 f"enable {', '.join(outside)} on the load balancer, or use subnets in "
                 f"{', '.join(sorted(served))}",
+            )
+        )
+    return found
+
+
+def _wake(ctx: Context, engine: EngineConfig) -> list[tuple[str, str]]:
+    """What wake on request needs: the wake group, the lease, and a rule that exists."""
+    if engine.listener_rule_arn is None:
+        return []
+    found: list[tuple[str, str]] = []
+    if ctx.settings.wake_target_group is None:
+        found.append(
+            (
+                "wakes on requests but WAKE_TARGET_GROUP_ARN is not set",
+                "set it to the Lambda target group (infra/alb.yaml output WakeTargetGroupArn)",
+            )
+        )
+    if ctx.lease is None:
+        found.append(
+            (
+                "wakes on requests but LEASE_TABLE is not set: requests would each start a task",
+                "set LEASE_TABLE (the template creates it)",
+            )
+        )
+    try:
+        state = routing_state(ctx, engine)
+    except ConfigError as exc:
+        return [*found, (exc.message, f"fix {env_prefix(engine.name)}_LISTENER_RULE_ARN")]
+    if state == MISMATCH:
+        found.append(
+            (
+                "its listener rule forwards neither to the engine nor to the wake target group",
+                "point the rule at one of them; start-engines switches only between the two",
             )
         )
     return found

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from start_engines.ecs_handler import ECSHandler, TaskInfo
     from start_engines.event_publisher import EventPublisher
     from start_engines.lease import Lease
+    from start_engines.listener_handler import ListenerHandler
     from start_engines.network_handler import NetworkHandler
     from start_engines.target_group_handler import TargetGroupHandler
 
@@ -32,6 +33,7 @@ class Context:
     environ: Environ | None = None
     network: NetworkHandler | None = None
     cloudwatch: CloudWatchHandler | None = None
+    listeners: ListenerHandler | None = None
 
     def engine(self, name: str) -> EngineConfig:
         return get_service_config(name, self.environ)

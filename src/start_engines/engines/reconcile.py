@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 from start_engines.ecs_handler import STARTED_BY, STOPPED_STATUSES
 from start_engines.engines.outcome import Outcome
+from start_engines.engines.routing import asleep, await_wake
 from start_engines.engines.serving import register_checked, stopped_by_request
 from start_engines.event_publisher import ENGINE_READY, ENGINE_START_FAILED, ENGINE_STOPPED
 
 if TYPE_CHECKING:
+    from start_engines.clock import Deadline
     from start_engines.config import EngineConfig
     from start_engines.ecs_handler import TaskInfo
     from start_engines.engines.context import Context
@@ -20,7 +22,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def on_task_state_change(ctx: Context, change: TaskStateChange) -> Outcome:
+def on_task_state_change(ctx: Context, change: TaskStateChange, deadline: Deadline) -> Outcome:
     task_id = change.task_arn.rsplit("/", 1)[-1]
     base: dict[str, Any] = {
         "taskId": task_id,
@@ -54,7 +56,10 @@ def on_task_state_change(ctx: Context, change: TaskStateChange) -> Outcome:
         # ECS reads are eventually consistent: not visible yet is not gone
         return Outcome(200, {**base, "action": "none", "reason": "the task is not visible yet"})
     if current is not None and current.is_live and current.is_running:
-        return Outcome(200, _running(ctx, engine, current, base))
+        result = _running(ctx, engine, current, base)
+        if engine.wakeable and result["action"] in ("registered", "already-registered"):
+            result["routing"] = "awake" if await_wake(ctx, engine, deadline) else "unchanged"
+        return Outcome(200, result)
     if current is None or current.is_stopped or current.desired_status == "STOPPED":
         return Outcome(200, _stopped(ctx, engine, current, change, base))
     return Outcome(200, {**base, "action": "none", "reason": "the task is still starting"})
@@ -106,15 +111,27 @@ def _stopped(
     base: dict[str, Any],
 ) -> dict[str, Any]:
     """Deregister a task that is stopping, unless its IP already serves another live task."""
-    if task is not None:
-        _end_claim(ctx, engine, task)
-    if (
+    failed_start = (
         task is not None
         and task.is_stopped
         and task.started_at is None
         and not stopped_by_request(task)
         and not (task.stopped_reason or "").startswith("start-engines:")
-    ):
+    )
+    if task is not None and failed_start and ctx.lease is not None:
+        # a handed-off start failed: its claim becomes the cooldown, as a live start's would
+        error = f"task {task.id} stopped before it ran: {task.stopped_reason}"
+        ctx.lease.fail_claim(
+            engine.name,
+            task.arn,
+            error,
+            "TaskStopped",
+            ctx.clock.wall(),
+            ctx.settings.lease_cooldown,
+        )
+    elif task is not None:
+        _end_claim(ctx, engine, task)
+    if task is not None and failed_start:
         exit_codes = dict(task.exit_codes)
         ctx.publish(
             ENGINE_START_FAILED,
@@ -132,9 +149,14 @@ def _stopped(
     ip = (task.private_ip if task else None) or change.private_ip
     if not ip:
         return {**base, "action": "none", "reason": "the task has no IP"}
-    if any(t.private_ip == ip for t in ctx.ecs.find_tasks(engine) if t.arn != change.task_arn):
+    others = [t for t in ctx.ecs.find_tasks(engine) if t.arn != change.task_arn]
+    if any(t.private_ip == ip for t in others):
         return {**base, "action": "none", "reason": f"{ip} now belongs to another live task"}
+    if engine.wakeable and not others:
+        asleep(ctx, engine)  # the last task: the rule leaves it before its targets do
     removed = ctx.targets.deregister_target(engine.target_group_arns, ip, engine.port, engine.name)
+    if engine.wakeable:
+        asleep(ctx, engine, unless_healthy=True)
     logger.info(
         "task %s of %s is stopping; deregistered from %d group(s)",
         base["taskId"],

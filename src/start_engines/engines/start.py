@@ -362,6 +362,7 @@ class Starter:
                     ctx.clock.wall(),
                     ctx.settings.lease_cooldown,
                     self.request.requester,
+                    error.error_type,
                 )
             else:
                 lease.release(engine, owner)

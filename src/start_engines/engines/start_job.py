@@ -106,6 +106,8 @@ class StartJob:
         }
         if first is not None:
             body.update(taskArn=first.arn, taskId=first.id, lastStatus=first.last_status)
+            if first.created_at is not None:
+                body["createdAt"] = first.created_at.isoformat()
         return body
 
     def body(self, serialised: bool) -> dict[str, Any]:

@@ -6,9 +6,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from start_engines.engines.outcome import Outcome, combine, not_configured
+from start_engines.engines.routing import routing_state
 from start_engines.errors import ConfigError, StartEnginesError
 
 if TYPE_CHECKING:
+    from start_engines.config import EngineConfig
     from start_engines.engines.context import Context
     from start_engines.events import StatusRequest
 
@@ -54,9 +56,17 @@ def status(ctx: Context, request: StatusRequest) -> Outcome:
                             for t in tasks
                         ],
                         "targetGroups": groups,
+                        **_routing(ctx, engine),
                     },
                 )
             )
         except StartEnginesError as exc:
             results.append((exc.status_code, {**exc.to_body(), "service": engine.name}))
     return combine(results)
+
+
+def _routing(ctx: Context, engine: EngineConfig) -> dict[str, Any]:
+    """`routing` of an engine that wakes on requests: asleep, awake or mismatch."""
+    if not engine.wakeable:
+        return {}
+    return {"routing": routing_state(ctx, engine), "listenerRuleArn": engine.listener_rule_arn}

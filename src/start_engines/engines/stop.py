@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from start_engines import checkpoints
 from start_engines.config import env_prefix
 from start_engines.engines.outcome import Outcome, combine, not_configured
+from start_engines.engines.routing import asleep
 from start_engines.errors import ConfigError, ForeignNotAllowed, NoSuchTask, StartEnginesError
 from start_engines.event_publisher import ENGINE_STOPPED
 
@@ -115,6 +116,9 @@ def claim(ctx: Context, engine: EngineConfig, tasks: list[TaskInfo], reason: str
         for task in tasks:
             ctx.ecs.mark_stopping(task, reason, now)
             decided.tasks.append(task)
+        if engine.wakeable and tasks and not ctx.ecs.find_tasks(engine):
+            asleep(ctx, engine)  # the rule leaves the engine before its last targets do
+        checkpoints.reached("stop.claimed", service=engine.name)
         for task in tasks:
             if task.private_ip or task.eni_id:
                 ip = ctx.ecs.extract_ip(task, engine.name)
@@ -126,6 +130,8 @@ def claim(ctx: Context, engine: EngineConfig, tasks: list[TaskInfo], reason: str
         for task in decided.tasks:  # a claim half made is no claim: give every task back
             _give_back(ctx, decided, task)
         raise
+    if engine.wakeable and tasks:
+        asleep(ctx, engine, unless_healthy=True)  # undo a wake that switched in between
     if ctx.lease is not None:
         for task in tasks:  # a handed-off start of these tasks is over
             ctx.lease.end_claim(engine.name, task.arn)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from start_engines.ecs_handler import parse_time
 from start_engines.engines.outcome import Outcome, combine, not_configured, target_group_name
+from start_engines.engines.routing import settle
 from start_engines.engines.serving import register_checked
 from start_engines.errors import ConfigError, StartEnginesError
 
@@ -97,6 +98,8 @@ def sync_engine(ctx: Context, engine: EngineConfig) -> dict[str, Any]:
     }
     if foreign:
         result["foreign"] = foreign  # no task of this engine: left alone
+    if engine.wakeable:
+        result["routing"] = settle(ctx, engine)
     if finished:
         result["stopsFinished"] = finished
     return result

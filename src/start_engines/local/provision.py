@@ -1,7 +1,7 @@
 """Provision the five engines on the emulator, the way they look on a real account.
 
 A VPC with two subnets and a security group; one ALB whose listener routes /api/<engine>/* to
-five ip target groups; five clusters and five Fargate task definitions with the diagram's
+five ip target groups, and the Lambda target group that sleeping engines' rules forward to; five clusters and five Fargate task definitions with the diagram's
 names and ports.
 """
 
@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 ACCOUNT_ROLE = "arn:aws:iam::123456789012:role/{}"
 LEASE_TABLE = "start-engines-leases"
+# The function as deployed; here the front door calls lambda_handler in-process for it.
+FUNCTION_ARN = "arn:aws:lambda:us-east-2:123456789012:function:start-engines-start"
 ENGINE_SPECS = {
     name: (spec["cluster"], spec["taskDefinition"], int(spec["port"]))
     for name, spec in SERVICE_MAPPINGS.items()
@@ -31,6 +33,8 @@ class Provisioned:
     load_balancer_arn: str
     listener_arn: str
     target_groups: dict[str, str]
+    rules: dict[str, str]  # engine -> its listener rule's ARN
+    wake_target_group: str  # the Lambda target group, our function registered in it
     lease_table: str = LEASE_TABLE
 
     def environ(self) -> dict[str, str]:
@@ -39,6 +43,7 @@ class Provisioned:
             "SUBNETS": ",".join(self.subnets),
             "SECURITY_GROUPS": self.security_group,
             "LEASE_TABLE": self.lease_table,
+            "WAKE_TARGET_GROUP_ARN": self.wake_target_group,
         }
         for engine, arn in self.target_groups.items():
             env[f"{env_prefix(engine)}_TARGET_GROUP_ARN"] = arn
@@ -79,6 +84,7 @@ def provision(clients: Clients, health_check_interval: int = 5) -> Provisioned:
     )["Listeners"][0]["ListenerArn"]
 
     target_groups: dict[str, str] = {}
+    rules: dict[str, str] = {}
     for priority, (engine, (cluster, family, port)) in enumerate(ENGINE_SPECS.items(), start=1):
         arn = elbv2.create_target_group(
             Name=f"{engine}-tg",
@@ -94,12 +100,12 @@ def provision(clients: Clients, health_check_interval: int = 5) -> Provisioned:
             TargetGroupArn=arn,
             Attributes=[{"Key": "deregistration_delay.timeout_seconds", "Value": "10"}],
         )
-        elbv2.create_rule(
+        rules[engine] = elbv2.create_rule(
             ListenerArn=listener_arn,
             Priority=priority * 10,
             Conditions=[{"Field": "path-pattern", "Values": [f"/api/{engine}/*"]}],
             Actions=[{"Type": "forward", "TargetGroupArn": arn}],
-        )
+        )["Rules"][0]["RuleArn"]
         target_groups[engine] = arn
 
         ecs.create_cluster(clusterName=cluster)
@@ -121,6 +127,10 @@ def provision(clients: Clients, health_check_interval: int = 5) -> Provisioned:
                 }
             ],
         )
+    wake_target_group = elbv2.create_target_group(
+        Name="start-engines-wake", TargetType="lambda", HealthCheckEnabled=False
+    )["TargetGroups"][0]["TargetGroupArn"]
+    elbv2.register_targets(TargetGroupArn=wake_target_group, Targets=[{"Id": FUNCTION_ARN}])
     create_lease_table(clients)
     return Provisioned(
         vpc_id=vpc_id,
@@ -129,6 +139,8 @@ def provision(clients: Clients, health_check_interval: int = 5) -> Provisioned:
         load_balancer_arn=load_balancer_arn,
         listener_arn=listener_arn,
         target_groups=target_groups,
+        rules=rules,
+        wake_target_group=wake_target_group,
     )
 
 
