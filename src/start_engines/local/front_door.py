@@ -64,9 +64,7 @@ class FrontDoor:
     def start(self) -> FrontDoor:
         if self._server is None:
             self._server = _DoorServer(self)
-            threading.Thread(
-                target=self._server.serve_forever, name="front-door", daemon=True
-            ).start()
+            self._server.serve_in_background("front-door")
         return self
 
     @property

@@ -18,8 +18,16 @@ if TYPE_CHECKING:
     from start_engines.local.lifecycle import Lifecycle
 
 
+POLL_SECONDS = 0.05  # how soon shutdown() is seen (serve_forever's default is 0.5)
+
+
 class QuietServer(ThreadingHTTPServer):
     daemon_threads = True
+
+    def serve_in_background(self, name: str) -> None:
+        threading.Thread(
+            target=self.serve_forever, args=(POLL_SECONDS,), name=name, daemon=True
+        ).start()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # a client that hung up mid-answer is not news
@@ -29,7 +37,7 @@ class _TaskServer(QuietServer):
     def __init__(self, engine: str, task_id: str) -> None:
         super().__init__(("127.0.0.1", 0), _TaskHandler)
         self.engine, self.task_id = engine, task_id
-        threading.Thread(target=self.serve_forever, name=f"task-{task_id}", daemon=True).start()
+        self.serve_in_background(f"task-{task_id}")
 
     @property
     def url(self) -> str:
