@@ -13,7 +13,10 @@ from start_engines.local.lifecycle import Lifecycle
 from start_engines.local.provision import Provisioned, provision
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from start_engines.clock import Clock
+    from start_engines.local.front_door import FrontDoor
 
 REGION = "us-east-2"
 CREDENTIALS = {
@@ -121,6 +124,21 @@ class Emulator:
     def provision(self) -> Provisioned:
         self.provisioned = provision(self.clients())
         return self.provisioned
+
+    def front_door(
+        self,
+        listener_arn: str | None = None,
+        invoke: Callable[[dict[str, Any], Any], dict[str, Any]] | None = None,
+    ) -> FrontDoor:
+        """An HTTP listener on loopback acting as the ALB's (default: the provisioned one).
+        Not started: `with emulator.front_door() as door:` or `.start()`."""
+        from start_engines.local.front_door import FrontDoor
+
+        if listener_arn is None:
+            if self.provisioned is None:
+                raise RuntimeError("nothing provisioned: pass a listener ARN")
+            listener_arn = self.provisioned.listener_arn
+        return FrontDoor(self, listener_arn, invoke)
 
     def reset(self) -> Provisioned:
         """Forget every resource and provision the five engines again."""

@@ -114,6 +114,20 @@ class Lifecycle:
             self.list_calls.clear()
             self.api_calls.clear()
 
+    def running_task_at(self, ip: str) -> str | None:
+        """The ARN of a task RUNNING now at `ip` (the container a target there reaches)."""
+        with self._lock:
+            now = self.clock()
+            for arn, plan in self.plans.items():
+                if plan.ip == ip and status_at(plan, now) == "RUNNING":
+                    return arn
+            return None
+
+    def is_running(self, task_arn: str) -> bool:
+        with self._lock:
+            plan = self.plans.get(task_arn)
+            return plan is not None and status_at(plan, self.clock()) == "RUNNING"
+
     def wall(self, at: float) -> datetime:
         """The wall time of clock reading `at`."""
         return self.time.wall() - timedelta(seconds=self.clock() - at)
