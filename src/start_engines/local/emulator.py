@@ -121,8 +121,8 @@ class Emulator:
         )
         return Clients(session=session, endpoint_url=self.endpoint_url)
 
-    def provision(self) -> Provisioned:
-        self.provisioned = provision(self.clients())
+    def provision(self, wakeable: tuple[str, ...] = ()) -> Provisioned:
+        self.provisioned = provision(self.clients(), wakeable=wakeable)
         return self.provisioned
 
     def front_door(

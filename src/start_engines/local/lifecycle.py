@@ -369,6 +369,8 @@ class Lifecycle:
                 cluster_tasks.clear()
             for groups in _backends("elbv2", "target_groups"):
                 for group in groups.values():
+                    if group.target_type == "lambda":  # the function's place is infrastructure
+                        continue
                     group.targets.clear()
                     group.deregistered_targets.clear()
                     group.terminated_targets.clear()

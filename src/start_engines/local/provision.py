@@ -35,6 +35,7 @@ class Provisioned:
     target_groups: dict[str, str]
     rules: dict[str, str]  # engine -> its listener rule's ARN
     wake_target_group: str  # the Lambda target group, our function registered in it
+    wakeable: tuple[str, ...] = ()  # engines whose rules start on the wake target group
     lease_table: str = LEASE_TABLE
 
     def environ(self) -> dict[str, str]:
@@ -47,10 +48,16 @@ class Provisioned:
         }
         for engine, arn in self.target_groups.items():
             env[f"{env_prefix(engine)}_TARGET_GROUP_ARN"] = arn
+        for engine in self.wakeable:
+            env[f"{env_prefix(engine)}_LISTENER_RULE_ARN"] = self.rules[engine]
         return env
 
 
-def provision(clients: Clients, health_check_interval: int = 5) -> Provisioned:
+def provision(
+    clients: Clients, health_check_interval: int = 5, wakeable: tuple[str, ...] = ()
+) -> Provisioned:
+    """The five engines; those in `wakeable` sleep behind the wake target group, as
+    infra/alb.yaml's WakeableEngines deploys them."""
     ec2, elbv2, ecs = clients.ec2, clients.elbv2, clients.ecs
     vpc_id = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
     ec2.modify_vpc_attribute(VpcId=vpc_id, EnableDnsHostnames={"Value": True})
@@ -131,6 +138,11 @@ def provision(clients: Clients, health_check_interval: int = 5) -> Provisioned:
         Name="start-engines-wake", TargetType="lambda", HealthCheckEnabled=False
     )["TargetGroups"][0]["TargetGroupArn"]
     elbv2.register_targets(TargetGroupArn=wake_target_group, Targets=[{"Id": FUNCTION_ARN}])
+    for engine in wakeable:
+        elbv2.modify_rule(
+            RuleArn=rules[engine],
+            Actions=[{"Type": "forward", "TargetGroupArn": wake_target_group}],
+        )
     create_lease_table(clients)
     return Provisioned(
         vpc_id=vpc_id,
@@ -141,6 +153,7 @@ def provision(clients: Clients, health_check_interval: int = 5) -> Provisioned:
         target_groups=target_groups,
         rules=rules,
         wake_target_group=wake_target_group,
+        wakeable=wakeable,
     )
 
 
