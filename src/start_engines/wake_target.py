@@ -53,6 +53,7 @@ def is_custom_resource(event: Any) -> bool:
 
 def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Do the request and send its answer to the ResponseURL; returns the answer sent."""
+    event = event if isinstance(event, dict) else {}
     try:
         status, reason, physical_id = _apply(event, context)
     except StartEnginesError as exc:
@@ -65,13 +66,13 @@ def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
         "Status": status,
         "Reason": reason[:MAX_REASON],
         "PhysicalResourceId": physical_id,
-        "StackId": str(event.get("StackId", "")),
-        "RequestId": str(event.get("RequestId", "")),
-        "LogicalResourceId": str(event.get("LogicalResourceId", "")),
+        "StackId": _text(event.get("StackId")),
+        "RequestId": _text(event.get("RequestId")),
+        "LogicalResourceId": _text(event.get("LogicalResourceId")),
     }
     log = logger.info if status == "SUCCESS" else logger.error
     log("custom resource %s %s: %s", event.get("RequestType"), status, answer["Reason"])
-    _send(str(event.get("ResponseURL", "")), answer)
+    _send(_text(event.get("ResponseURL")), answer)
     return answer
 
 
@@ -89,9 +90,12 @@ def _apply(event: dict[str, Any], context: Any) -> tuple[str, str, str]:
     new = _target(event.get("ResourceProperties"), context)
     if new is None:
         raise BadEvent("ResourceProperties needs TargetGroupArn and FunctionArn (strings)")
-    _register(new)
     old = _target(event.get("OldResourceProperties"), context)
-    if event["RequestType"] == "Update" and old is not None and old != new:
+    moved = event["RequestType"] == "Update" and old is not None and old != new
+    if moved and old is not None and old.group == new.group:
+        _deregister(old)  # a Lambda target group holds one function: make room first
+    _register(new)
+    if moved and old is not None and old.group != new.group:
         _deregister(old)
     return "SUCCESS", f"registered in {new.group}", new.physical_id
 
@@ -149,6 +153,10 @@ def _known_id(event: dict[str, Any]) -> str:
     if isinstance(known, str) and known:
         return known
     return f"{event.get('LogicalResourceId', 'WakeTarget')}-not-registered"
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
 
 
 def _send(url: str, answer: dict[str, Any]) -> None:
