@@ -77,6 +77,10 @@ def remaining_seconds(context: Any) -> float:
 
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     """The one entry point for every front door; the answer is shaped for the door."""
+    from start_engines import wake_target  # lazily: custom resource requests are rare
+
+    if wake_target.is_custom_resource(event):
+        return wake_target.handle(event, context)
     via = detect(event)
     outcome = _run(event, context, via, accept=None)
     return _respond(via, outcome, event)

@@ -108,9 +108,16 @@ def test_each_permission_is_scoped() -> None:
     assert len(run_task["Condition"]["ArnEquals"]["ecs:cluster"]) == 5
     for action in ("ecs:StopTask", "ecs:DescribeTasks", "ecs:ListTasks"):
         assert len(by_action[action]["Condition"]["ArnEquals"]["ecs:cluster"]) == 5
-    register = by_action["elasticloadbalancing:RegisterTargets"]
-    assert register is by_action["elasticloadbalancing:DeregisterTargets"]
+    register = sid("StartEnginesRole", "RegisterOnlyInTheEnginesTargetGroups")
+    assert actions(register) == [
+        "elasticloadbalancing:RegisterTargets",
+        "elasticloadbalancing:DeregisterTargets",
+    ]
     assert "Fn::Split" in register["Resource"]  # the engines' target groups, not "*"
+    itself = sid("StartEnginesRole", "RegisterTheFunctionInTheWakeTargetGroup")
+    assert actions(itself) == actions(register)
+    assert itself["Resource"]["Fn::If"][:2] == ["WithWake", {"Ref": "WakeTargetGroupArn"}]
+    assert itself["Resource"]["Fn::If"][2]["Fn::Sub"].endswith(":targetgroup/not-deployed/none")
     tagging = next(
         s for s in statements("StartEnginesRole") if s.get("Sid") == "TagTasksInTheEnginesClusters"
     )
@@ -147,6 +154,31 @@ def test_each_permission_is_scoped() -> None:
         "xray:PutTraceSegments",
         "xray:PutTelemetryRecords",
     }  # the read-only actions AWS offers no resource-level scope for
+
+
+def sid(role: str, name: str) -> dict[str, Any]:
+    (statement,) = [s for s in statements(role) if s.get("Sid") == name]
+    return statement
+
+
+@pytest.mark.parametrize("role", ["StartEnginesRole", "TaskStateRole"])
+def test_modify_rule_is_scoped_to_the_engines_rules(role: str) -> None:
+    """ModifyRule only on the five <Engine>ListenerRuleArn (a never-matching placeholder when
+    unset), never "*"; and in no other statement."""
+    granting = [s for s in statements(role) if "elasticloadbalancing:ModifyRule" in actions(s)]
+    assert [s["Sid"] for s in granting] == ["SwitchOnlyTheEnginesListenerRules"]
+    (statement,) = granting
+    assert actions(statement) == ["elasticloadbalancing:ModifyRule"]
+    assert "Condition" not in statement
+    resources_ = statement["Resource"]
+    assert isinstance(resources_, list) and len(resources_) == len(ENGINES)
+    for engine, resource in zip(ENGINES, resources_, strict=True):
+        condition, when_set, placeholder = resource["Fn::If"]
+        assert (condition, when_set) == (f"{engine}Wakes", {"Ref": f"{engine}ListenerRuleArn"})
+        assert ":listener-rule/app/not-deployed/" in placeholder["Fn::Sub"]
+    reads = {a for s in statements(role) if s["Resource"] == "*" for a in actions(s)}
+    assert "elasticloadbalancing:DescribeRules" in reads  # no resource-level scope for it
+    assert "elasticloadbalancing:DescribeTargetHealth" in reads
 
 
 def test_trust_and_load_settings() -> None:
@@ -233,14 +265,20 @@ def deployed(emulator: Emulator) -> Iterator[Deployed]:
             "PublicSubnets": ",".join(provisioned.subnets),
             "CertificateArn": certificate,
             "DeletionProtection": "false",
+            "WakeableEngines": "pdf",
         },
     )
     alb_outputs = outputs(alb)
     body = translated_sam(emulator)
+    # moto's CloudFormation would invoke the function for Custom::WakeTarget, in Docker, and
+    # the stack would stay CREATE_IN_PROGRESS: it deploys without that resource (which
+    # test_wake_resources checks in the template; tests/integration/test_wake_target.py runs
+    # its handler), the permission and the environment with it.
+    without_custom = {k: v for k, v in body["Resources"].items() if k != "WakeTarget"}
     sam = deploy(
         emulator,
         "engines",
-        body,
+        {**body, "Resources": without_custom},
         {
             "Subnets": ",".join(provisioned.subnets),
             "SecurityGroups": provisioned.security_group,
@@ -250,6 +288,8 @@ def deployed(emulator: Emulator) -> Iterator[Deployed]:
             "EveningStopSchedule": "cron(0 19 ? * MON-FRI *)",
             "ScheduledEngines": "auth,pdf",
             **{f"{e}TargetGroupArns": alb_outputs[f"{e}TargetGroupArns"] for e in ENGINES},
+            "WakeTargetGroupArn": alb_outputs["WakeTargetGroupArn"],
+            "PdfListenerRuleArn": alb_outputs["PdfListenerRuleArn"],
         },
     )
     yield Deployed(alb=alb, sam=sam, sam_template=body, certificate=certificate)
@@ -303,6 +343,29 @@ def test_alb_stack(emulator: Emulator, deployed: Deployed) -> None:
     ]
     assert sources == [(2531, 9080, balancer_group)]  # the ALB, not a CIDR
     assert not [p for p in described["IpPermissions"] if p.get("IpRanges")]
+
+
+def test_alb_stack_wake(emulator: Emulator, deployed: Deployed) -> None:
+    """WakeableEngines=pdf: pdf's rule starts on the Lambda target group, the others on their own."""
+    elbv2 = emulator.clients().elbv2
+    alb_outputs = outputs(deployed.alb)
+    wake = alb_outputs["WakeTargetGroupArn"]
+    (group,) = elbv2.describe_target_groups(TargetGroupArns=[wake])["TargetGroups"]
+    assert (group["TargetType"], group["HealthCheckEnabled"]) == ("lambda", False)
+    rules = elbv2.describe_rules(RuleArns=[alb_outputs[f"{e}ListenerRuleArn"] for e in ENGINES])
+    forwards = {
+        r["Conditions"][0]["PathPatternConfig"]["Values"][0]: r["Actions"][0]["TargetGroupArn"]
+        for r in rules["Rules"]
+    }
+    assert forwards == {
+        f"/api/{e.lower()}/*": wake if e == "Pdf" else alb_outputs[f"{e}TargetGroupArns"]
+        for e in ENGINES
+    }
+    overrides = dict(pair.split("=", 1) for pair in alb_outputs["ParameterOverrides"].split())
+    assert overrides["WakeTargetGroupArn"] == wake
+    assert overrides["PdfListenerRuleArn"] == alb_outputs["PdfListenerRuleArn"]
+    # a rule ARN turns wake on for its engine: only the wakeable engines' are passed on
+    assert not {f"{e}ListenerRuleArn" for e in ENGINES if e != "Pdf"} & set(overrides)
 
 
 def test_sam_stack_resources(emulator: Emulator, deployed: Deployed) -> None:
@@ -377,9 +440,67 @@ def test_deployed_function_and_its_configuration(emulator: Emulator, deployed: D
         "logGroups"
     ]
     assert {g["retentionInDays"] for g in logs} == {30}
-    # the pre-flight check, against the account as deployed, finds every engine ready
+    # the pre-flight check, against the account as deployed, finds every engine ready but
+    # pdf: asleep, its rule forwards to the wake group only, so its own group is attached to
+    # no listener (on AWS its targets would be `unused`, Target.NotInUse, until switched)
     engines = Engines.build(clients, SystemClock(), environ=environment)
-    assert engines.check() == []
+    assert [(p.service, "attached to no listener" in p.problem) for p in engines.check()] == [
+        ("pdf", True)
+    ]
+
+
+def test_wake_resources(emulator: Emulator, deployed: Deployed) -> None:
+    """The SAM stack fed WakeTargetGroupArn and PdfListenerRuleArn: the permission ELB needs,
+    the environment, and the custom resource that registers the function."""
+    alb_outputs = outputs(deployed.alb)
+    wake = alb_outputs["WakeTargetGroupArn"]
+    awslambda = emulator.clients()._client("lambda")
+    policy = json.loads(awslambda.get_policy(FunctionName="engines-start")["Policy"])
+    (grant,) = [
+        s
+        for s in policy["Statement"]
+        if s["Principal"] == {"Service": "elasticloadbalancing.amazonaws.com"}
+    ]
+    assert grant["Action"] == "lambda:InvokeFunction"
+    assert grant["Condition"]["ArnLike"]["AWS:SourceArn"] == wake  # that group only
+    environment = awslambda.get_function_configuration(FunctionName="engines-start")["Environment"][
+        "Variables"
+    ]
+    assert environment["WAKE_TARGET_GROUP_ARN"] == wake
+    assert environment["PDF_LISTENER_RULE_ARN"] == alb_outputs["PdfListenerRuleArn"]
+    assert not {f"{e.upper()}_LISTENER_RULE_ARN" for e in ENGINES if e != "Pdf"} & set(environment)
+    # Custom::WakeTarget, in the translated template (moto cannot run it: see `deployed`)
+    custom = deployed.sam_template["Resources"]["WakeTarget"]
+    assert custom["Type"] == "Custom::WakeTarget"
+    assert (custom["Condition"], custom["DependsOn"]) == ("WithWake", "WakePermission")
+    function_arn = {"Fn::GetAtt": ["StartEnginesFunction", "Arn"]}
+    assert custom["Properties"] == {
+        "ServiceToken": function_arn,
+        "TargetGroupArn": {"Ref": "WakeTargetGroupArn"},
+        "FunctionArn": function_arn,
+    }
+    permission = deployed.sam_template["Resources"]["WakePermission"]
+    assert permission["Condition"] == "WithWake"
+    assert permission["Properties"]["SourceArn"] == {"Ref": "WakeTargetGroupArn"}
+
+
+def test_wake_is_off_by_default() -> None:
+    template = load(TEMPLATE)
+    parameters = template["Parameters"]
+    for name in ["WakeTargetGroupArn", *(f"{e}ListenerRuleArn" for e in ENGINES)]:
+        assert parameters[name]["Default"] == ""
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["WAKE_TARGET_GROUP_ARN"] == {
+        "Fn::If": ["WithWake", {"Ref": "WakeTargetGroupArn"}, {"Ref": "AWS::NoValue"}]
+    }
+    for engine in ENGINES:
+        assert variables[f"{engine.upper()}_LISTENER_RULE_ARN"] == {
+            "Fn::If": [
+                f"{engine}Wakes",
+                {"Ref": f"{engine}ListenerRuleArn"},
+                {"Ref": "AWS::NoValue"},
+            ]
+        }
 
 
 def test_deployed_rules(emulator: Emulator, deployed: Deployed) -> None:
