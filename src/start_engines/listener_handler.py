@@ -62,12 +62,19 @@ class ListenerHandler:
         except AWS_ERRORS as exc:
             raise translate(exc, f"DescribeRules {listener_arn}") from exc
 
-    def forward(self, rule: Rule, target_groups: Sequence[str], service: str | None = None) -> None:
-        """Point the rule's forward at `target_groups` (ModifyRule takes the whole list)."""
+    def forward(
+        self,
+        rule: Rule,
+        target_groups: Sequence[str],
+        service: str | None = None,
+        standby: Sequence[str] = (),
+    ) -> None:
+        """Point the rule's forward at `target_groups`, `standby` at weight 0 (ModifyRule
+        takes the whole action list)."""
         try:
             self._elbv2.modify_rule(
                 RuleArn=rule.arn,
-                Actions=forward_actions(rule.actions, target_groups),  # type: ignore[arg-type]
+                Actions=forward_actions(rule.actions, target_groups, standby),  # type: ignore[arg-type]
             )
         except AWS_ERRORS as exc:
             raise translate(exc, f"ModifyRule {rule.arn}", service=service) from exc

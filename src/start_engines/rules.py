@@ -41,8 +41,13 @@ class Rule:
 
     @property
     def forward_to(self) -> tuple[str, ...]:
-        """The target groups its forward action sends to (none without one)."""
+        """The target groups its forward action sends traffic to (weight above 0)."""
         return forward_targets(self.actions)
+
+    @property
+    def attached(self) -> tuple[str, ...]:
+        """Every group of its forward, weight 0 included: the load balancer uses them all."""
+        return tuple(arn for arn, _ in forward_weights(self.actions))
 
     def matches(self, request: HttpRequest) -> bool:
         return all(_condition_matches(c, request) for c in self.conditions)
@@ -68,34 +73,45 @@ def first_match(rules: Sequence[Rule], request: HttpRequest) -> Rule | None:
     return None
 
 
-def forward_targets(actions: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+def forward_weights(actions: Sequence[Mapping[str, Any]]) -> tuple[tuple[str, int], ...]:
+    """Each target group of the forward action with its weight (none without a forward)."""
     for action in actions:
         if action.get("Type") != "forward":
             continue
         config = action.get("ForwardConfig") or {}
-        groups = [g.get("TargetGroupArn", "") for g in config.get("TargetGroups") or ()]
-        if groups:
-            return tuple(g for g in groups if g)
+        weighted = tuple(
+            (str(g["TargetGroupArn"]), _weight(g.get("Weight", 1)))
+            for g in config.get("TargetGroups") or ()
+            if g.get("TargetGroupArn")
+        )
+        if weighted:
+            return weighted
         if action.get("TargetGroupArn"):
-            return (str(action["TargetGroupArn"]),)
+            return ((str(action["TargetGroupArn"]), 1),)
     return ()
 
 
+def forward_targets(actions: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+    """The groups the forward sends traffic to: weight above 0."""
+    return tuple(arn for arn, weight in forward_weights(actions) if weight > 0)
+
+
 def forward_actions(
-    actions: Sequence[Mapping[str, Any]], target_groups: Sequence[str]
+    actions: Sequence[Mapping[str, Any]],
+    target_groups: Sequence[str],
+    standby: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """The whole action list for ModifyRule, its forward now to `target_groups` (a weighted
-    forward, equal weights, when there are several). Other actions, such as an
+    forward, equal weights, when there are several), with `standby` groups at weight 0: they
+    get no traffic but stay attached to the load balancer, which health-checks only the targets
+    of groups a listener uses (others stay `unused`). Other actions, such as an
     authenticate-oidc before the forward, stay as they were, in their order."""
-    if len(target_groups) == 1:
+    if len(target_groups) == 1 and not standby:
         forward: dict[str, Any] = {"Type": "forward", "TargetGroupArn": target_groups[0]}
     else:
-        forward = {
-            "Type": "forward",
-            "ForwardConfig": {
-                "TargetGroups": [{"TargetGroupArn": arn, "Weight": 1} for arn in target_groups]
-            },
-        }
+        groups = [{"TargetGroupArn": arn, "Weight": 1} for arn in target_groups]
+        groups += [{"TargetGroupArn": arn, "Weight": 0} for arn in standby]
+        forward = {"Type": "forward", "ForwardConfig": {"TargetGroups": groups}}
     result: list[dict[str, Any]] = []
     for action in actions:
         if action.get("Type") == "forward":
@@ -104,6 +120,13 @@ def forward_actions(
         else:
             result.append(dict(action))
     return result if any(a.get("Type") == "forward" for a in result) else [forward]
+
+
+def _weight(value: object) -> int:
+    try:
+        return int(value)  # type: ignore[call-overload,no-any-return]
+    except (TypeError, ValueError):
+        return 0
 
 
 def _values(condition: Mapping[str, Any], config: str) -> list[Any]:

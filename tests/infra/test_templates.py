@@ -19,6 +19,7 @@ from start_engines.config import engine_names, get_service_config
 from start_engines.engines import Engines
 from start_engines.events import ReapRequest, StartRequest, parse_invocation
 from start_engines.local import Emulator
+from start_engines.rules import forward_weights
 from tests.infra.stacks import ALB_TEMPLATE, ROOT, TEMPLATE, deploy, load, resources, translated_sam
 
 ENGINES = ("Auth", "Pdf", "Fa", "Users", "Batch")
@@ -227,7 +228,8 @@ def test_task_state_role_cannot_start_or_stop() -> None:
     granted = {a for s in statements("TaskStateRole") for a in actions(s)}
     assert not granted & {"ecs:RunTask", "ecs:StopTask", "iam:PassRole"}
     writes = {a for a in granted if a.startswith("dynamodb:")}
-    assert writes == {"dynamodb:DeleteItem"}  # it may only end a handed-off start's claim
+    # it may only end a handed-off start's claim, or turn a failed one into the cooldown
+    assert writes == {"dynamodb:DeleteItem", "dynamodb:UpdateItem"}
 
 
 # --- deployed on the emulator ----------------------------------------------------------
@@ -354,11 +356,12 @@ def test_alb_stack_wake(emulator: Emulator, deployed: Deployed) -> None:
     assert (group["TargetType"], group["HealthCheckEnabled"]) == ("lambda", False)
     rules = elbv2.describe_rules(RuleArns=[alb_outputs[f"{e}ListenerRuleArn"] for e in ENGINES])
     forwards = {
-        r["Conditions"][0]["PathPatternConfig"]["Values"][0]: r["Actions"][0]["TargetGroupArn"]
+        r["Conditions"][0]["PathPatternConfig"]["Values"][0]: forward_weights(r["Actions"])
         for r in rules["Rules"]
     }
-    assert forwards == {
-        f"/api/{e.lower()}/*": wake if e == "Pdf" else alb_outputs[f"{e}TargetGroupArns"]
+    own = {e: alb_outputs[f"{e}TargetGroupArns"] for e in ENGINES}
+    assert forwards == {  # asleep, pdf's own group stays attached at weight 0
+        f"/api/{e.lower()}/*": ((wake, 1), (own[e], 0)) if e == "Pdf" else ((own[e], 1),)
         for e in ENGINES
     }
     overrides = dict(pair.split("=", 1) for pair in alb_outputs["ParameterOverrides"].split())
@@ -440,13 +443,10 @@ def test_deployed_function_and_its_configuration(emulator: Emulator, deployed: D
         "logGroups"
     ]
     assert {g["retentionInDays"] for g in logs} == {30}
-    # the pre-flight check, against the account as deployed, finds every engine ready but
-    # pdf: asleep, its rule forwards to the wake group only, so its own group is attached to
-    # no listener (on AWS its targets would be `unused`, Target.NotInUse, until switched)
+    # the pre-flight check, against the account as deployed, finds every engine ready, pdf
+    # too: asleep, its rule keeps its own group at weight 0, attached and health-checked
     engines = Engines.build(clients, SystemClock(), environ=environment)
-    assert [(p.service, "attached to no listener" in p.problem) for p in engines.check()] == [
-        ("pdf", True)
-    ]
+    assert engines.check() == []
 
 
 def test_wake_resources(emulator: Emulator, deployed: Deployed) -> None:

@@ -14,6 +14,7 @@ import pytest
 from start_engines import checkpoints
 from start_engines.engines.wake import forget_rules
 from start_engines.local import Emulator, ManualClock
+from start_engines.rules import forward_actions, forward_targets
 from tests.conftest import HEALTH_SECONDS, START_SECONDS, start_event
 from tests.integration.helpers import (
     finish_stop,
@@ -46,24 +47,26 @@ def pdf_sleeps(aws: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emula
     forget_rules()
 
 
-def forward(aws: Emulator, engine: str, group: str) -> None:
-    assert aws.provisioned is not None
+def forward(aws: Emulator, engine: str, group: str, *, attached: bool = True) -> None:
+    """Point the engine's rule at `group`; at the wake group, the engine's own stays attached
+    at weight 0 (as infra/alb.yaml deploys a sleeping rule) unless `attached` is False."""
+    provisioned = aws.provisioned
+    assert provisioned is not None
+    own = provisioned.target_groups[engine]
+    standby = [own] if group != own and attached else []
     aws.clients().elbv2.modify_rule(
-        RuleArn=aws.provisioned.rules[engine],
-        Actions=[{"Type": "forward", "TargetGroupArn": group}],
+        RuleArn=provisioned.rules[engine],
+        Actions=forward_actions([], [group], standby),  # type: ignore[arg-type]
     )
 
 
 def routing(aws: Emulator, engine: str = "pdf") -> str:
     assert aws.provisioned is not None
     rule = aws.clients().elbv2.describe_rules(RuleArns=[aws.provisioned.rules[engine]])["Rules"][0]
-    action = rule["Actions"][0]
-    group = (
-        action.get("TargetGroupArn") or action["ForwardConfig"]["TargetGroups"][0]["TargetGroupArn"]
-    )
-    if group == aws.provisioned.wake_target_group:
+    groups = forward_targets(rule["Actions"])  # where traffic goes: weight above 0
+    if groups == (aws.provisioned.wake_target_group,):
         return "asleep"
-    return "awake" if group == aws.provisioned.target_groups[engine] else "other"
+    return "awake" if groups == (aws.provisioned.target_groups[engine],) else "other"
 
 
 def request(
@@ -447,3 +450,37 @@ def test_a_start_event_for_a_sleeping_engine_still_works(
 ) -> None:
     answer = invoke(start_event("pdf"))
     assert answer["statusCode"] == 200
+
+
+def test_a_sleeping_rule_without_the_engines_group_is_repaired_before_the_start(
+    pdf_sleeps: Emulator, invoke: Invoke, deliver: Any, clock: ManualClock
+) -> None:
+    """ALB health-checks only targets of groups a listener uses: a sleeping rule that
+    forwards to the wake group alone would leave the new task `unused` forever."""
+    provisioned = pdf_sleeps.provisioned
+    assert provisioned is not None
+    forward(pdf_sleeps, "pdf", provisioned.wake_target_group, attached=False)
+    invoke(request(pdf_sleeps))
+    rule = pdf_sleeps.clients().elbv2.describe_rules(RuleArns=[provisioned.rules["pdf"]])
+    groups = rule["Rules"][0]["Actions"][0]["ForwardConfig"]["TargetGroups"]
+    assert {g["TargetGroupArn"]: g["Weight"] for g in groups} == {
+        provisioned.wake_target_group: 1,
+        provisioned.target_groups["pdf"]: 0,
+    }
+    arn = pdf_sleeps.clients().ecs.list_tasks(cluster="pdf-cluster")["taskArns"][0]
+    clock.advance(START_SECONDS + 0.1)
+    deliver(state_change_event(pdf_sleeps, "pdf-cluster", arn))
+    assert routing(pdf_sleeps) == "awake"
+
+
+def test_a_group_no_listener_uses_leaves_its_targets_unused(
+    pdf_sleeps: Emulator, invoke: Invoke, clock: ManualClock
+) -> None:
+    provisioned = pdf_sleeps.provisioned
+    assert provisioned is not None
+    invoke(request(pdf_sleeps))
+    clock.advance(START_SECONDS + 0.1)
+    invoke(sync_event(services=["pdf"]))
+    forward(pdf_sleeps, "pdf", provisioned.wake_target_group, attached=False)
+    healthy_after_start(clock)
+    assert [state for _, _, state in targets(pdf_sleeps, "pdf")] == ["unused"]

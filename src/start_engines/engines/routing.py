@@ -1,6 +1,8 @@
 """Where a wakeable engine's listener rule sends its traffic: to the engine's target groups
 (`awake`) or to the wake target group, our function (`asleep`). Anything else is `mismatch`,
-someone else's choice (a maintenance page, say), and is left alone.
+someone else's choice (a maintenance page, say), and is left alone. Asleep, the rule keeps the
+engine's groups at weight 0: ALB health-checks only targets of groups a listener uses, so a
+group with no rule at all would leave a starting task `unused`, never `healthy`.
 
 Two orders keep the rule true to the targets whatever runs at the same time (I10):
 - waking: healthy in every group, switch to the engine, then look at its health again; if a
@@ -69,9 +71,9 @@ def wake_up(ctx: Context, engine: EngineConfig) -> bool:
 
 
 def put_to_sleep(ctx: Context, engine: EngineConfig, *, unless_healthy: bool = False) -> bool:
-    """Switch the rule to the wake target group, before the engine's targets go. With
-    `unless_healthy`, only when the engine has no healthy target left in some group. True if
-    the rule was switched."""
+    """Switch the rule to the wake target group, before the engine's targets go (and attach
+    the engine's groups at weight 0 to a sleeping rule that lacks them). With `unless_healthy`,
+    only when the engine has no healthy target left in some group. True if the rule changed."""
     if engine.listener_rule_arn is None:
         return False
     if unless_healthy and healthy(ctx, engine):
@@ -79,9 +81,12 @@ def put_to_sleep(ctx: Context, engine: EngineConfig, *, unless_healthy: bool = F
     wake_group = wake_target_group(ctx, engine)
     listeners = _listeners(ctx)
     rule = listeners.rule(engine.listener_rule_arn, engine.name)
-    if _state(ctx, engine, rule) != AWAKE:
+    state = _state(ctx, engine, rule)
+    attached = set(engine.target_group_arns) <= set(rule.attached)
+    if state == MISMATCH or (state == ASLEEP and attached):
         return False
-    listeners.forward(rule, [wake_group], engine.name)
+    # the engine's groups stay on at weight 0: attached, so their targets are health-checked
+    listeners.forward(rule, [wake_group], engine.name, standby=engine.target_group_arns)
     logger.info("%s is asleep: its rule forwards to the wake target group", engine.name)
     return True
 

@@ -334,8 +334,9 @@ class Starter:
         )
 
     def finish(self, job: StartJob) -> None:
-        """Clean up after a failed start, and settle the claim: kept past a hand-off, marked
-        failed (the cooldown) after a task failed or AWS refused, else released."""
+        """Clean up after a failed start, and settle the claim: kept past a hand-off (unless
+        its tasks already run: no RUNNING event would come to end it), marked failed (the
+        cooldown) after a task failed or AWS refused, else released."""
         ctx = self.ctx
         lease, owner, engine = ctx.lease, job.lease_owner, job.engine.name
         try:
@@ -351,7 +352,8 @@ class Starter:
         if lease is None or not owner:
             return
         try:
-            if job.state is JobState.HANDED_OFF:
+            running = bool(job.tasks) and all(t.is_running for t in job.tasks.values())
+            if job.state is JobState.HANDED_OFF and not running:
                 left = ctx.settings.start_timeout - (ctx.clock.now() - job.began)
                 lease.hand_off(engine, owner, ctx.clock.wall(), max(left, ctx.settings.lease_ttl))
             elif error is not None and cools_down(job, error):

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from start_engines import checkpoints
 from start_engines.engines.outcome import Outcome
-from start_engines.engines.routing import wake_target_group, wake_up
+from start_engines.engines.routing import put_to_sleep, wake_target_group, wake_up
 from start_engines.engines.start import start
 from start_engines.errors import ConfigError
 from start_engines.events import StartRequest
@@ -35,6 +35,10 @@ RETRY_AFTER = 5  # seconds: the page's refresh, and Retry-After on every 503
 REQUESTER = "wake-on-request"
 # Listener ARN -> its rules, for the life of the container; read again on a miss.
 _RULES: dict[str, list[Rule]] = {}
+# Engine -> (clock, task status, created) of its starting task: a flood of refreshes costs
+# at most one ECS read per container every SEEN_SECONDS (ECS's read quota is the account's).
+_SEEN: dict[str, tuple[float, str | None, Any]] = {}
+SEEN_SECONDS = 2.0
 
 # Every state a wake answer can carry (X-Start-Engines-Wake), and its status code.
 STARTING, READY, FAILED, BUSY = "starting", "ready", "failed", "busy"
@@ -92,8 +96,9 @@ def find_engine(ctx: Context, http: HttpRequest) -> tuple[EngineConfig | None, b
 
 
 def forget_rules() -> None:
-    """Drop the container's copy of the listener rules (tests, a changed listener)."""
+    """Drop the container's copies of the listener rules and task states (tests)."""
     _RULES.clear()
+    _SEEN.clear()
 
 
 def _match(ctx: Context, listener: str, http: HttpRequest, fresh: bool) -> Rule | None:
@@ -122,11 +127,22 @@ def _look_or_start(
             return _answer(503, engine, FAILED, f"the start of '{engine.name}' failed", details)
         if holder.state != "starting" or holder.preempted:
             return _answer(503, engine, BUSY, f"'{engine.name}' is being stopped; retry shortly")
+    seen = _SEEN.get(engine.name)
+    if seen is not None and ctx.clock.now() - seen[0] < SEEN_SECONDS:
+        return _starting(ctx, engine, seen[1], seen[2])
+    in_flight = holder is not None and holder.expires_at > now
+    if in_flight and holder is not None:  # a start in flight: its task
         found = ctx.ecs.describe(engine.cluster, holder.task_arns) if holder.task_arns else {}
-        task = next(iter(found.values()), None)
-        return _starting(
-            ctx, engine, task.last_status if task else None, task.created_at if task else None
-        )
+        live = list(found.values())
+    else:  # started before (not healthy yet), or to be started now
+        live = [t for t in ctx.ecs.find_tasks(engine) if not t.stopping]
+    if live:
+        task = sorted(live, key=lambda t: not t.is_running)[0]
+        _SEEN[engine.name] = (ctx.clock.now(), task.last_status, task.created_at)
+        return _starting(ctx, engine, task.last_status, task.created_at)
+    if in_flight:
+        return _starting(ctx, engine, None, None)  # RunTask is under way
+    put_to_sleep(ctx, engine, unless_healthy=True)  # its groups attached: health-checked
     command = StartRequest(
         services=(engine.name,), asynchronous=True, wait_budget=0.0, requester=REQUESTER
     )

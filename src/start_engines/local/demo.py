@@ -1,4 +1,5 @@
-"""`make demo`: the seed's event for `auth`, through lambda_handler, on the embedded AWS."""
+"""`make demo`: the seed's event for `auth`, through lambda_handler, on the embedded AWS; then
+`pdf` woken by its first request through the emulated ALB, and put back to sleep when idle."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import logging
 import os
 import sys
 import time
+import urllib.error
+import urllib.request
 from typing import Any, TextIO
 
 from start_engines.clock import SystemClock
@@ -50,7 +53,7 @@ def run_demo(
     began = time.monotonic()
     with Emulator(start_seconds=start_seconds, health_seconds=health_seconds) as emu:
         print(f"Embedded AWS: moto server at {emu.endpoint_url}", file=out)
-        provisioned = emu.provision()
+        provisioned = emu.provision(wakeable=("pdf",))
         emu.apply_environ()
         print(f"Provisioned VPC {provisioned.vpc_id}, one ALB with path rules:", file=out)
         for engine, arn in provisioned.target_groups.items():
@@ -98,11 +101,77 @@ def run_demo(
                 f"{described['TargetHealth']['State']}",
                 file=out,
             )
+        if state != "healthy":
+            return 1
+        print(f"\n[{time.monotonic() - began:5.1f}s] auth is healthy behind /api/auth/*.", file=out)
+        woke = wake_story(emu, out, began)
+        print(f"\nDone in {time.monotonic() - began:.1f}s.", file=out)
+        return 0 if woke else 1
+
+
+def wake_story(emu: Emulator, out: TextIO, began: float) -> bool:
+    """pdf sleeps behind the wake target group: a request wakes it, the engine answers, the
+    reaper puts it back to sleep."""
+    from start_engines import lambda_function
+
+    def say(text: str) -> None:
+        print(f"  [{time.monotonic() - began:5.1f}s] {text}", file=out)
+
+    emu.deliver_task_events()  # as the deployed aws.ecs rule would
+    with emu.front_door() as door:
+        url = f"{door.url}/api/pdf/report"
         print(
-            f"\nDone in {time.monotonic() - began:.1f}s: auth is {state} behind /api/auth/*.",
-            file=out,
+            "\nWake on request: pdf sleeps; its rule forwards to the wake target group.", file=out
         )
-        return 0 if state == "healthy" else 1
+        print(f"A browser asks for {url}:", file=out)
+        status, headers, body = _get(url, accept="text/html")
+        say(
+            f"{status} {headers.get('X-Start-Engines-Wake')}: the waiting page, refreshing every "
+            f"{headers.get('Refresh')} s"
+        )
+        last = ""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            status, headers, body = _get(url)
+            if status == 200:
+                say(f"200 from the engine itself: {body.decode()}")
+                break
+            answer = json.loads(body)
+            line = f"{status} {answer['state']}" + (
+                f", task {answer['taskStatus']}" if answer.get("taskStatus") else ""
+            )
+            if line != last:
+                say(line)
+                last = line
+            time.sleep(1.0)
+        else:
+            return False
+        os.environ.update(
+            PDF_IDLE_MINUTES="0.05", PDF_MIN_UPTIME_MINUTES="0", METRICS_DELAY_MINUTES="0"
+        )
+        time.sleep(3.5)  # idle for idleMinutes (3 s here): no request reached pdf since
+        print("\nNo more requests; the scheduled reaper runs:", file=out)
+        reap = {"source": "aws.events", "detail-type": "Reap Idle Engines", "detail": {}}
+        reaped = lambda_function.lambda_handler(reap, LambdaContext(SystemClock(), 60))
+        for result in reaped["body"]["results"]:
+            if result["service"] == "pdf":
+                say(f"pdf: {result['action']} ({result['reason']})")
+        status_event = {"action": "status", "service": "pdf"}
+        routing = lambda_function.lambda_handler(status_event, LambdaContext(SystemClock(), 60))
+        say(f"pdf's rule: {routing['body']['results'][0].get('routing')}")
+        status, headers, _ = _get(url)
+        say(f"the next request: {status} {headers.get('X-Start-Engines-Wake')}, waking it again")
+        emu.stop_delivering()
+        return True
+
+
+def _get(url: str, accept: str = "*/*") -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, headers={"Accept": accept})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
 
 
 if __name__ == "__main__":

@@ -223,7 +223,13 @@ class Lifecycle:
             status.description = "Target deregistration is in progress"
         elif status.status == "healthy":
             self.tick()
-            if self._outside_served_zones(group, target["Id"], ec2_backend):
+            if not _attached(group.arn):
+                status.status = "unused"
+                status.reason = "Target.NotInUse"
+                status.description = (
+                    "Target group is not configured to receive traffic from the load balancer"
+                )
+            elif self._outside_served_zones(group, target["Id"], ec2_backend):
                 status.status = "unused"
                 status.reason = "Target.NotInUse"
                 status.description = (
@@ -462,6 +468,26 @@ def stop_phases(plan: TaskPlan) -> list[tuple[str, float]]:
         return [("DEPROVISIONING", STOP_STEP_SECONDS)]
     steps = ("DEACTIVATING", "STOPPING", "DEPROVISIONING")
     return [(plan.stop_from, plan.stop_seconds), *((s, STOP_STEP_SECONDS) for s in steps)]
+
+
+def _attached(group_arn: str) -> bool:
+    """A listener's rule or default action forwards to the group, at any weight: ALB
+    health-checks only the targets of groups a listener uses."""
+    for balancers in _backends("elbv2", "load_balancers"):
+        for balancer in balancers.values():
+            for listener in balancer.listeners.values():
+                actions = list(listener.default_actions)
+                for rule in listener.rules.values():
+                    actions += list(rule.actions)
+                for action in actions:
+                    data = getattr(action, "data", action)
+                    groups = [
+                        g.get("TargetGroupArn")
+                        for g in (data.get("ForwardConfig") or {}).get("TargetGroups") or ()
+                    ]
+                    if group_arn in (data.get("TargetGroupArn"), *groups):
+                        return True
+    return False
 
 
 def _find_task(backend: Any, cluster_str: str, task_str: str) -> Any:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from start_engines.config import SERVICE_MAPPINGS, env_prefix
+from start_engines.rules import forward_actions
 
 if TYPE_CHECKING:
     from start_engines.aws import Clients
@@ -138,10 +139,10 @@ def provision(
         Name="start-engines-wake", TargetType="lambda", HealthCheckEnabled=False
     )["TargetGroups"][0]["TargetGroupArn"]
     elbv2.register_targets(TargetGroupArn=wake_target_group, Targets=[{"Id": FUNCTION_ARN}])
-    for engine in wakeable:
+    for engine in wakeable:  # asleep: to the function, the engine's group kept at weight 0
         elbv2.modify_rule(
             RuleArn=rules[engine],
-            Actions=[{"Type": "forward", "TargetGroupArn": wake_target_group}],
+            Actions=forward_actions([], [wake_target_group], [target_groups[engine]]),  # type: ignore[arg-type]
         )
     create_lease_table(clients)
     return Provisioned(
