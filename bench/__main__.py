@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.seed_baseline import seed_lambda_handler
+from bench.wake import wake_figures, wake_rows
 from start_engines.clock import SystemClock
 from start_engines.config import SERVICE_MAPPINGS, env_prefix
 from start_engines.local.context import LambdaContext
@@ -98,6 +99,7 @@ def main() -> int:
         figures.update(bench.five_in_one_event())
         figures.update(bench.asynchronous_start())
         figures.update(bench.fifty_concurrent())
+        figures.update(wake_figures(emu, lambda_function.lambda_handler, say))
         lambda_function.use_runtime(None)
     say("cold start: whole processes, interleaved")
     subprocess.run([sys.executable, "-m", "compileall", "-q", "src/start_engines"], check=True)
@@ -294,6 +296,7 @@ def report(f: dict[str, Any]) -> None:
             yes(ok == 50 and set(per_engine.values()) == {1}),
         ),
     ]
+    rows += [(name, ours, seed, target, yes(met)) for name, ours, seed, target, met in wake_rows(f)]
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())

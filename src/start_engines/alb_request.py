@@ -58,11 +58,15 @@ def parse_alb(event: Mapping[str, Any]) -> WakeRequest:
         raise BadEvent("the request has no valid path", field="path")
     if len(path) > MAX_PATH:
         raise RequestTooLarge(f"the path is longer than {MAX_PATH} characters", field="path")
+    if _has_control(path):
+        raise BadEvent("the path has control characters", field="path")
     multi = uses_multi_value(event)
     headers = _pairs(event, "multiValueHeaders" if multi else "headers", lower=True)
     query = _pairs(
         event, "multiValueQueryStringParameters" if multi else "queryStringParameters", lower=False
     )
+    if any(_has_control(k) or _has_control(v) for k, v in query):
+        raise BadEvent("the query string has control characters", field="queryStringParameters")
     if _body_bytes(event) > MAX_BODY_BYTES:
         raise RequestTooLarge("the request body is larger than 1 MB", field="body")
     http = HttpRequest(
@@ -126,3 +130,7 @@ def _client_ip(headers: tuple[tuple[str, str], ...]) -> str | None:
     if not forwarded:
         return None
     return forwarded[-1].split(",")[-1].strip() or None
+
+
+def _has_control(text: str) -> bool:
+    return any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text)

@@ -294,7 +294,8 @@ def status_rows(results: list[dict[str, Any]]) -> list[tuple[str, ...]]:
         targets = ", ".join(
             f"{t['ip']}:{t['port']} {t['state']}" for g in r["targetGroups"] for t in g["targets"]
         )
-        rows.append((r["service"], "yes" if r["ready"] else "no", tasks or "-", targets or "-"))
+        ready = ("yes" if r["ready"] else "no") + (f", {r['routing']}" if r.get("routing") else "")
+        rows.append((r["service"], ready, tasks or "-", targets or "-"))
     return rows
 
 

@@ -28,7 +28,9 @@ def alb_response(event: object, outcome: Outcome) -> dict[str, Any]:
         headers["Retry-After"] = str(retry)
     if status == 307:
         headers["Location"] = str(body.get("location", "/"))
-        headers["Set-Cookie"] = f"{LOOP_COOKIE}=1; Max-Age=10; Path=/; HttpOnly; SameSite=Lax"
+        location = str(body.get("location", "/"))
+        scope = location.split("?", 1)[0] if _cookie_safe(location) else "/"
+        headers["Set-Cookie"] = f"{LOOP_COOKIE}=1; Max-Age=10; Path={scope}; HttpOnly; SameSite=Lax"
     if _wants_html(event) and status != 307:
         headers["Content-Type"] = "text/html; charset=utf-8"
         if status == 503:
@@ -102,3 +104,8 @@ def _phrase(status: int) -> str:
         return HTTPStatus(status).phrase
     except ValueError:
         return "Unknown"
+
+
+def _cookie_safe(path: str) -> bool:
+    """A path a cookie's Path attribute can carry as it is."""
+    return all(0x20 < ord(ch) < 0x7F and ch not in ";," for ch in path)

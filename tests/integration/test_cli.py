@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from start_engines.local import Emulator, ManualClock
+from start_engines.rules import forward_actions
 from tests.integration.helpers import live_tasks, targets
 
 SCRIPT = Path(sys.executable).parent / "start-engines"
@@ -337,3 +338,24 @@ def test_a_second_ctrl_c_exits_at_once_and_says_what_may_be_left(
     assert err.getvalue().startswith("start-engines: interrupted again: tasks this command")
     assert "`start-engines status` shows them" in err.getvalue()
     assert out.getvalue() == ""
+
+
+def test_status_shows_a_wakeable_engines_routing(aws: Emulator, cli_env: dict[str, str]) -> None:
+    provisioned = aws.provisioned
+    assert provisioned is not None
+    rule = provisioned.rules["pdf"]
+    aws.clients().elbv2.modify_rule(
+        RuleArn=rule,
+        Actions=forward_actions(
+            [], [provisioned.wake_target_group], [provisioned.target_groups["pdf"]]
+        ),  # type: ignore[arg-type]
+    )
+    try:
+        status = cli({**cli_env, "PDF_LISTENER_RULE_ARN": rule}, "status", "pdf")
+    finally:
+        aws.clients().elbv2.modify_rule(
+            RuleArn=rule,
+            Actions=[{"Type": "forward", "TargetGroupArn": provisioned.target_groups["pdf"]}],
+        )
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.splitlines()[1].split()[:3] == ["pdf", "no,", "asleep"]

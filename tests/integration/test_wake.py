@@ -484,3 +484,49 @@ def test_a_group_no_listener_uses_leaves_its_targets_unused(
     forward(pdf_sleeps, "pdf", provisioned.wake_target_group, attached=False)
     healthy_after_start(clock)
     assert [state for _, _, state in targets(pdf_sleeps, "pdf")] == ["unused"]
+
+
+@pytest.mark.parametrize("path", ["//evil.example/api/pdf/x", "/\\evil.example/api/pdf/x"])
+def test_the_307_never_leaves_the_host(
+    pdf_sleeps: Emulator,
+    invoke: Invoke,
+    clock: ManualClock,
+    path: str,
+) -> None:
+    """A rule broad enough to match `//host/...` must not make our 307 an open redirect."""
+    provisioned = pdf_sleeps.provisioned
+    assert provisioned is not None
+    pdf_sleeps.clients().elbv2.modify_rule(
+        RuleArn=provisioned.rules["pdf"],
+        Conditions=[{"Field": "path-pattern", "Values": ["*/api/pdf/*"]}],
+    )
+    try:
+        forget_rules()
+        invoke(request(pdf_sleeps))
+        clock.advance(START_SECONDS + 0.1)
+        invoke(sync_event(services=["pdf"]))
+        healthy_after_start(clock)
+        answer = invoke(request(pdf_sleeps, path))
+    finally:
+        pdf_sleeps.clients().elbv2.modify_rule(
+            RuleArn=provisioned.rules["pdf"],
+            Conditions=[{"Field": "path-pattern", "Values": ["/api/pdf/*"]}],
+        )
+    assert answer["statusCode"] == 307
+    assert answer["headers"]["Location"] == "/evil.example/api/pdf/x"
+    assert "Path=/evil.example/api/pdf/x;" in answer["headers"]["Set-Cookie"]
+
+
+@pytest.mark.parametrize(
+    "event_change",
+    [
+        {"path": "/api/pdf/x\r\nSet-Cookie: a=b"},
+        {"queryStringParameters": {"q": "a\nb"}},
+    ],
+)
+def test_control_characters_never_reach_a_header(
+    pdf_sleeps: Emulator, invoke: Invoke, event_change: dict[str, Any]
+) -> None:
+    answer = invoke({**request(pdf_sleeps), **event_change})
+    assert answer["statusCode"] == 400
+    assert mutations(pdf_sleeps, "RunTask") == []

@@ -199,7 +199,9 @@ def _ready(engine: EngineConfig, request: WakeRequest) -> Outcome:
     row, before the switch has reached every ALB node, would be a loop)."""
     if request.replayable and not request.redirected:
         query = "&".join(f"{k}={v}" for k, v in request.http.query)
-        location = request.http.path + (f"?{query}" if query else "")
+        # one leading slash: `//host` or `/\host` would send the browser to another host
+        path = "/" + request.http.path.lstrip("/\\")
+        location = path + (f"?{query}" if query else "")
         return _answer(307, engine, READY, f"'{engine.name}' is ready", {"location": location})
     return _answer(503, engine, READY, f"'{engine.name}' is ready; retry the request")
 

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 from start_engines.clock import SystemClock
 from start_engines.local.context import LambdaContext
 from start_engines.local.emulator import Emulator
-from start_engines.progress import show_progress
+from start_engines.progress import ProgressPrinter, show_progress
 
 SEED_EVENT = {
     "version": "0",
@@ -117,6 +117,10 @@ def wake_story(emu: Emulator, out: TextIO, began: float) -> bool:
     def say(text: str) -> None:
         print(f"  [{time.monotonic() - began:5.1f}s] {text}", file=out)
 
+    engines_logger = logging.getLogger("start_engines.engines")
+    for handler in list(engines_logger.handlers):  # the polls below tell this story's progress
+        if isinstance(handler, ProgressPrinter):
+            engines_logger.removeHandler(handler)
     emu.deliver_task_events()  # as the deployed aws.ecs rule would
     with emu.front_door() as door:
         url = f"{door.url}/api/pdf/report"

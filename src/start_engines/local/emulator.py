@@ -140,7 +140,7 @@ class Emulator:
             listener_arn = self.provisioned.listener_arn
         return FrontDoor(self, listener_arn, invoke)
 
-    def reset(self) -> Provisioned:
+    def reset(self, wakeable: tuple[str, ...] = ()) -> Provisioned:
         """Forget every resource and provision the five engines again."""
         request = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")
         with urllib.request.urlopen(request, timeout=10):
@@ -149,4 +149,4 @@ class Emulator:
         from moto.moto_api import state_manager
 
         state_manager.set_transition("ecs::task", {"progression": "manual", "times": 10**12})
-        return self.provision()
+        return self.provision(wakeable)
