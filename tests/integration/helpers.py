@@ -74,6 +74,25 @@ def create_target_group(aws: Emulator, name: str, port: int = 8080, protocol: st
     return arn
 
 
+def behind_a_network_load_balancer(aws: Emulator, group: str, port: int) -> None:
+    """A listener of its own forwards to the group: ALB and NLB health-check only the targets
+    of groups a listener uses (the others stay `unused`)."""
+    assert aws.provisioned is not None
+    elbv2 = aws.clients().elbv2
+    balancer = elbv2.create_load_balancer(
+        Name=f"nlb-{uuid.uuid4().hex[:8]}",
+        Subnets=list(aws.provisioned.subnets),
+        Type="network",
+        Scheme="internal",
+    )["LoadBalancers"][0]["LoadBalancerArn"]
+    elbv2.create_listener(
+        LoadBalancerArn=balancer,
+        Protocol="TCP",
+        Port=port,
+        DefaultActions=[{"Type": "forward", "TargetGroupArn": group}],
+    )
+
+
 class EventCapture:
     """An SQS queue behind an EventBridge rule for source `start-engines`: the outgoing events,
     read back the way a subscriber would receive them."""

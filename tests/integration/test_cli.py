@@ -175,7 +175,13 @@ def test_the_demo_reads_as_a_story() -> None:
     assert len([line for line in targets_now if line.startswith("  10.")]) == 1
     assert targets_now[0].endswith("healthy")
     assert "] healthy" in out
-    assert out.rstrip().endswith("auth is healthy behind /api/auth/*.")
+    assert "auth is healthy behind /api/auth/*." in out
+    wake = out.split("Wake on request:", 1)[1]  # then pdf, woken by a request, and reaped
+    assert "503 starting: the waiting page" in wake
+    assert '200 from the engine itself: {"engine": "pdf"' in wake
+    assert "pdf: stopped (idle" in wake and "pdf's rule: asleep" in wake
+    assert "the next request: 503 starting" in wake
+    assert out.rstrip().splitlines()[-1].startswith("Done in ")
 
 
 def test_the_emulators_own_help_names_it_and_says_how_to_use_it() -> None:

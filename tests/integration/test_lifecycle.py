@@ -12,6 +12,7 @@ from start_engines.local import Emulator, ManualClock
 from start_engines.local.context import LambdaContext
 from tests.conftest import start_event
 from tests.integration.helpers import (
+    behind_a_network_load_balancer,
     create_target_group,
     finish_stop,
     live_tasks,
@@ -473,6 +474,7 @@ def test_every_operation_acts_on_every_target_group(
     assert aws.provisioned is not None
     alb = aws.provisioned.target_groups["fa"]
     nlb = create_target_group(aws, "fa-nlb-tg", port=2531, protocol="TCP")
+    behind_a_network_load_balancer(aws, nlb, 2531)
     monkeypatch.setenv("FA_TARGET_GROUP_ARN", f"{alb},{nlb}")
     started = invoke(start_event("fa"))["body"]
     ip = started["privateIp"]
