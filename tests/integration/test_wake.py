@@ -530,3 +530,24 @@ def test_control_characters_never_reach_a_header(
     answer = invoke({**request(pdf_sleeps), **event_change})
     assert answer["statusCode"] == 400
     assert mutations(pdf_sleeps, "RunTask") == []
+
+
+def test_a_broken_wake_setting_names_the_engine_and_the_field_and_starts_nothing(
+    pdf_sleeps: Emulator, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PDF_WAKE_STRATEGY", "proxy")
+    answer = invoke(request(pdf_sleeps))
+    assert answer["statusCode"] == 500
+    body = json_body(answer)
+    assert (body["errorType"], body["field"]) == ("ConfigError", "PDF_WAKE_STRATEGY")
+    assert body["service"] == "pdf"
+    assert mutations(pdf_sleeps, "RunTask") == []
+
+
+def test_a_wakeable_engine_without_a_lease_table_starts_nothing(
+    pdf_sleeps: Emulator, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LEASE_TABLE")
+    body = json_body(invoke(request(pdf_sleeps)))
+    assert (body["errorType"], body["field"]) == ("ConfigError", "LEASE_TABLE")
+    assert mutations(pdf_sleeps, "RunTask") == []

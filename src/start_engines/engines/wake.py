@@ -76,8 +76,10 @@ def wake(ctx: Context, request: WakeRequest, deadline: Deadline) -> Outcome:
 
 def find_engine(ctx: Context, http: HttpRequest) -> tuple[EngineConfig | None, bool]:
     """The engine whose rule the ALB matched for this request, and whether it wakes. The rules
-    are read once per container, and again when nothing matches."""
-    engines = [e for e in ctx.select(None) if not isinstance(e, ConfigError)]
+    are read once per container, and again when nothing matches. No match while an engine's
+    configuration is broken raises that engine's ConfigError (it may be the one asked for)."""
+    selected = ctx.select(None)
+    engines = [e for e in selected if not isinstance(e, ConfigError)]
     by_rule = {e.listener_rule_arn: e for e in engines if e.listener_rule_arn}
     by_group = {arn: e for e in engines for arn in e.target_group_arns}
     listeners = sorted({listener_of(arn) for arn in by_rule})
@@ -92,6 +94,9 @@ def find_engine(ctx: Context, http: HttpRequest) -> tuple[EngineConfig | None, b
             )
             if owner is not None:
                 return owner, False
+    broken = [e for e in selected if isinstance(e, ConfigError) and e.service]
+    if broken:  # it may be this engine's rule: say what is wrong rather than "no route"
+        raise broken[0]
     return None, False
 
 
