@@ -20,7 +20,9 @@ ERROR_KEYS = ("error", "errorType", "retryInSeconds", "field")
 
 
 def alb_response(event: object, outcome: Outcome) -> dict[str, Any]:
-    status, body = outcome.status_code, outcome.body
+    status, body = outcome.status_code, dict(outcome.body)
+    if body.get("engine") is None:  # an error names its engine `service`
+        body["engine"] = body.get("service")
     state = str(body.get("state") or ("bad-request" if status < 500 else "error"))
     retry = int(body.get("retryAfterSeconds") or 5)
     headers = {WAKE_HEADER: state, "Cache-Control": "no-store"}

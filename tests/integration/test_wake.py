@@ -540,7 +540,7 @@ def test_a_broken_wake_setting_names_the_engine_and_the_field_and_starts_nothing
     assert answer["statusCode"] == 500
     body = json_body(answer)
     assert (body["errorType"], body["field"]) == ("ConfigError", "PDF_WAKE_STRATEGY")
-    assert body["service"] == "pdf"
+    assert body["engine"] == "pdf"
     assert mutations(pdf_sleeps, "RunTask") == []
 
 
