@@ -18,7 +18,7 @@ from start_engines.engines.wake import forget_rules
 from start_engines.local import Emulator, ManualClock
 from tests.conftest import HEALTH_SECONDS, START_SECONDS
 from tests.integration.helpers import finish_stop, mutations, state_change_event, stop_event
-from tests.integration.test_wake import forward, routing
+from tests.integration.wake_helpers import forward, routing
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

@@ -17,6 +17,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from start_engines import checkpoints, telemetry
+from start_engines.config import env_prefix
 from start_engines.errors import ConfigError, StartEnginesError
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ def routing_state(ctx: Context, engine: EngineConfig) -> str | None:
     """asleep, awake or mismatch; None for an engine that does not wake on requests."""
     if engine.listener_rule_arn is None:
         return None
-    return _state(ctx, engine, _listeners(ctx).rule(engine.listener_rule_arn, engine.name))
+    return _state(ctx, engine, _rule(ctx, engine))
 
 
 def healthy(ctx: Context, engine: EngineConfig) -> bool:
@@ -52,7 +53,7 @@ def wake_up(ctx: Context, engine: EngineConfig) -> bool:
     if engine.listener_rule_arn is None or not healthy(ctx, engine):
         return False
     listeners = _listeners(ctx)
-    rule = listeners.rule(engine.listener_rule_arn, engine.name)
+    rule = _rule(ctx, engine)
     state = _state(ctx, engine, rule)
     if state == AWAKE:
         return True
@@ -80,7 +81,7 @@ def put_to_sleep(ctx: Context, engine: EngineConfig, *, unless_healthy: bool = F
         return False
     wake_group = wake_target_group(ctx, engine)
     listeners = _listeners(ctx)
-    rule = listeners.rule(engine.listener_rule_arn, engine.name)
+    rule = _rule(ctx, engine)
     state = _state(ctx, engine, rule)
     attached = set(engine.target_group_arns) <= set(rule.attached)
     if state == MISMATCH or (state == ASLEEP and attached):
@@ -116,13 +117,17 @@ def settle(ctx: Context, engine: EngineConfig) -> str | None:
 def await_wake(ctx: Context, engine: EngineConfig, deadline: Deadline) -> bool:
     """Wait (bounded) for a sleeping engine to become healthy, then switch its rule: so
     nothing depends on a client coming back."""
-    if routing_state(ctx, engine) != ASLEEP:
-        return False
-    until = deadline.within(ctx.settings.health_timeout)
-    while not wake_up(ctx, engine):
-        if until.expired():
+    try:
+        if routing_state(ctx, engine) != ASLEEP:
             return False
-        until.sleep(ctx.settings.health_poll_interval)
+        until = deadline.within(ctx.settings.health_timeout)
+        while not wake_up(ctx, engine):
+            if until.expired():
+                return False
+            until.sleep(ctx.settings.health_poll_interval)
+    except StartEnginesError as exc:  # the registration is done; the rule waits for sync
+        logger.error("could not wake the rule of %s: %s", engine.name, exc.message)
+        return False
     return True
 
 
@@ -139,12 +144,33 @@ def wake_target_group(ctx: Context, engine: EngineConfig) -> str:
 
 
 def _state(ctx: Context, engine: EngineConfig, rule: Rule) -> str:
-    forward = set(rule.forward_to)
-    if forward == set(engine.target_group_arns):
+    """Where the rule sends traffic; a group of neither the engine nor the wake group, even at
+    weight 0, makes it someone else's rule (`mismatch`)."""
+    forward, own = set(rule.forward_to), set(engine.target_group_arns)
+    wake = ctx.settings.wake_target_group
+    if not set(rule.attached) <= own | {wake}:
+        return MISMATCH
+    if forward == own:
         return AWAKE
-    if ctx.settings.wake_target_group and forward == {ctx.settings.wake_target_group}:
+    if wake and forward == {wake}:
         return ASLEEP
     return MISMATCH
+
+
+def _rule(ctx: Context, engine: EngineConfig) -> Rule:
+    """The engine's rule, only its own: a rule two engines name is refused."""
+    arn = str(engine.listener_rule_arn)
+    for other in ctx.select(None):
+        if isinstance(other, ConfigError) or other.name == engine.name:
+            continue
+        if other.listener_rule_arn == arn:
+            raise ConfigError(
+                f"engines '{engine.name}' and '{other.name}' name the same listener rule; "
+                "each engine needs its own",
+                service=engine.name,
+                field=f"{env_prefix(engine.name)}_LISTENER_RULE_ARN",
+            )
+    return _listeners(ctx).rule(arn, engine.name)
 
 
 def _record_latency(ctx: Context, engine: EngineConfig) -> None:

@@ -14,10 +14,12 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from start_engines import checkpoints
+from start_engines.config import env_prefix
 from start_engines.engines.outcome import Outcome
 from start_engines.engines.routing import put_to_sleep, wake_target_group, wake_up
+from start_engines.engines.serving import stopped_by_request
 from start_engines.engines.start import start
-from start_engines.errors import ConfigError
+from start_engines.errors import ConfigError, StartEnginesError
 from start_engines.events import StartRequest
 from start_engines.listener_handler import listener_of
 from start_engines.rules import Rule, first_match
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     from start_engines.alb_request import WakeRequest
     from start_engines.clock import Deadline
     from start_engines.config import EngineConfig
+    from start_engines.ecs_handler import TaskInfo
     from start_engines.engines.context import Context
     from start_engines.rules import HttpRequest
 
@@ -45,10 +48,10 @@ STARTING, READY, FAILED, BUSY = "starting", "ready", "failed", "busy"
 NOT_WAKEABLE, NO_ROUTE, HEALTH_CHECK = "not-wakeable", "no-route", "health-check"
 
 
-def wake(ctx: Context, request: WakeRequest, deadline: Deadline) -> Outcome:
+def wake(ctx: Context, request: WakeRequest, deadline: Deadline, *, fresh: bool = False) -> Outcome:
     if request.health_check:  # the wake target group's own checks, if someone turned them on
         return Outcome(200, {"state": HEALTH_CHECK, "message": "start-engines wake target"})
-    engine, wakeable = find_engine(ctx, request.http)
+    engine, wakeable = find_engine(ctx, request.http, fresh=fresh)
     if engine is None:
         return _answer(404, None, NO_ROUTE, "no engine is served at this path")
     if not wakeable:
@@ -64,7 +67,7 @@ def wake(ctx: Context, request: WakeRequest, deadline: Deadline) -> Outcome:
         )
     if wake_up(ctx, engine):
         return _ready(engine, request)
-    outcome = _look_or_start(ctx, engine, request, deadline)
+    outcome = _look_or_start(ctx, engine, request, deadline, fresh)
     if (
         outcome.body.get("state") == STARTING
         and engine.wake_strategy == "block"
@@ -74,17 +77,35 @@ def wake(ctx: Context, request: WakeRequest, deadline: Deadline) -> Outcome:
     return outcome
 
 
-def find_engine(ctx: Context, http: HttpRequest) -> tuple[EngineConfig | None, bool]:
+def find_engine(
+    ctx: Context, http: HttpRequest, *, fresh: bool = False
+) -> tuple[EngineConfig | None, bool]:
     """The engine whose rule the ALB matched for this request, and whether it wakes. The rules
-    are read once per container, and again when nothing matches. No match while an engine's
-    configuration is broken raises that engine's ConfigError (it may be the one asked for)."""
+    are read once per container (or now, if `fresh`), and again when nothing matches. No match
+    while an engine's configuration is broken raises that engine's ConfigError: it may be the
+    one asked for."""
     selected = ctx.select(None)
+    broken = [e for e in selected if isinstance(e, ConfigError) and e.service]
     engines = [e for e in selected if not isinstance(e, ConfigError)]
-    by_rule = {e.listener_rule_arn: e for e in engines if e.listener_rule_arn}
+    shared = shared_rules(engines)
+    broken += [_shared(e) for e in engines if e.listener_rule_arn in shared]
+    by_rule = {
+        e.listener_rule_arn: e
+        for e in engines
+        if e.listener_rule_arn and e.listener_rule_arn not in shared
+    }
     by_group = {arn: e for e in engines for arn in e.target_group_arns}
-    listeners = sorted({listener_of(arn) for arn in by_rule})
-    for fresh in (False, True):
-        matched = [_match(ctx, listener, http, fresh) for listener in listeners]
+    on_listener: dict[str, list[EngineConfig]] = {}
+    for engine in by_rule.values():
+        on_listener.setdefault(listener_of(str(engine.listener_rule_arn)), []).append(engine)
+    unreadable: dict[str, StartEnginesError] = {}
+    for again in (True,) if fresh else (False, True):
+        matched: list[Rule | None] = []
+        for listener in sorted(on_listener):
+            try:
+                matched.append(_match(ctx, listener, http, again))
+            except StartEnginesError as exc:  # one broken listener does not stop the others
+                unreadable[listener] = exc
         for rule in matched:
             if rule is not None and rule.arn in by_rule:
                 return by_rule[rule.arn], True
@@ -94,10 +115,38 @@ def find_engine(ctx: Context, http: HttpRequest) -> tuple[EngineConfig | None, b
             )
             if owner is not None:
                 return owner, False
-    broken = [e for e in selected if isinstance(e, ConfigError) and e.service]
+    for listener, error in unreadable.items():
+        broken += [_unreadable(e, error) for e in on_listener[listener]]
     if broken:  # it may be this engine's rule: say what is wrong rather than "no route"
         raise broken[0]
     return None, False
+
+
+def shared_rules(engines: list[EngineConfig]) -> set[str]:
+    """Rule ARNs that more than one engine names: a copy-paste slip that would send one
+    engine's traffic to another. Such engines do not wake until it is fixed."""
+    seen: dict[str, int] = {}
+    for engine in engines:
+        if engine.listener_rule_arn:
+            seen[engine.listener_rule_arn] = seen.get(engine.listener_rule_arn, 0) + 1
+    return {arn for arn, count in seen.items() if count > 1}
+
+
+def _shared(engine: EngineConfig) -> ConfigError:
+    return ConfigError(
+        f"engine '{engine.name}': another engine names the same listener rule; each engine "
+        "needs its own",
+        service=engine.name,
+        field=f"{env_prefix(engine.name)}_LISTENER_RULE_ARN",
+    )
+
+
+def _unreadable(engine: EngineConfig, exc: StartEnginesError) -> ConfigError:
+    return ConfigError(
+        f"engine '{engine.name}': the listener of its rule cannot be read: {exc.message}",
+        service=engine.name,
+        field=f"{env_prefix(engine.name)}_LISTENER_RULE_ARN",
+    )
 
 
 def forget_rules() -> None:
@@ -114,7 +163,13 @@ def _match(ctx: Context, listener: str, http: HttpRequest, fresh: bool) -> Rule 
 
 
 def _look_or_start(
-    ctx: Context, engine: EngineConfig, request: WakeRequest, deadline: Deadline
+    ctx: Context,
+    engine: EngineConfig,
+    request: WakeRequest,
+    deadline: Deadline,
+    fresh: bool,
+    *,
+    settled: bool = False,
 ) -> Outcome:
     """The state of a start in flight, or a new start when there is none. A start that failed
     lately holds further starts off until its cooldown ends (no storm from refreshes)."""
@@ -138,7 +193,9 @@ def _look_or_start(
     in_flight = holder is not None and holder.expires_at > now
     if in_flight and holder is not None:  # a start in flight: its task
         found = ctx.ecs.describe(engine.cluster, holder.task_arns) if holder.task_arns else {}
-        live = list(found.values())
+        live = [t for t in found.values() if t.is_live and not t.stopping]
+        if found and not live and holder.handed_off and not settled:
+            return _gone(ctx, engine, request, deadline, list(found.values()))
     else:  # started before (not healthy yet), or to be started now
         live = [t for t in ctx.ecs.find_tasks(engine) if not t.stopping]
     if live:
@@ -147,6 +204,10 @@ def _look_or_start(
         return _starting(ctx, engine, task.last_status, task.created_at)
     if in_flight:
         return _starting(ctx, engine, None, None)  # RunTask is under way
+    if not fresh:  # a start is worth one fresh read: never start what the ALB did not route
+        again, wakes = find_engine(ctx, request.http, fresh=True)
+        if again is None or not wakes or again.name != engine.name:
+            return wake(ctx, request, deadline, fresh=True)
     put_to_sleep(ctx, engine, unless_healthy=True)  # its groups attached: health-checked
     command = StartRequest(
         services=(engine.name,), asynchronous=True, wait_budget=0.0, requester=REQUESTER
@@ -168,6 +229,33 @@ def _look_or_start(
     return _answer(503, engine, state, f"the start of '{engine.name}' failed", details)
 
 
+def _gone(
+    ctx: Context,
+    engine: EngineConfig,
+    request: WakeRequest,
+    deadline: Deadline,
+    tasks: list[TaskInfo],
+) -> Outcome:
+    """A handed-off start whose tasks are all gone, and no STOPPED event has settled its claim
+    yet (late, or lost): settle it here as reconcile would, then answer for what is left."""
+    assert ctx.lease is not None
+    task = tasks[0]
+    if task.started_at is None and not stopped_by_request(task):
+        error = f"task {task.id} stopped before it ran: {task.stopped_reason}"
+        ctx.lease.fail_claim(
+            engine.name,
+            task.arn,
+            error,
+            "TaskStopped",
+            ctx.clock.wall(),
+            ctx.settings.lease_cooldown,
+        )
+    else:
+        ctx.lease.end_claim(engine.name, task.arn)
+    _SEEN.pop(engine.name, None)
+    return _look_or_start(ctx, engine, request, deadline, fresh=True, settled=True)
+
+
 def _block(
     ctx: Context,
     engine: EngineConfig,
@@ -185,7 +273,7 @@ def _block(
         assert ctx.lease is not None
         holder = ctx.lease.holder(engine.name)
         if holder is not None and holder.state == "failed":
-            return _look_or_start(ctx, engine, request, until)
+            return _look_or_start(ctx, engine, request, until, fresh=True)
     return waiting
 
 
