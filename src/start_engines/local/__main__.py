@@ -3,6 +3,9 @@
 It prints `export` lines on stdout: paste them into another shell, then run `start-engines`
 in that shell. Tasks and health checks run on the real clock, and ECS Task State Change
 events reach the task-state entry point as a deployed stack's rule would deliver them.
+
+A front door (the ALB's listener on loopback) is up too: the wakeable engines sleep, and a
+request to START_ENGINES_FRONT_DOOR/api/pdf/... wakes pdf, from curl or a browser.
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ import sys
 import threading
 
 from start_engines.local.emulator import Emulator
+from start_engines.local.provision import ENGINE_SPECS
+
+FRONT_DOOR = "START_ENGINES_FRONT_DOOR"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,6 +37,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--stop-seconds", type=float, default=2.0, help="a stopping task's grace (2)"
     )
+    parser.add_argument(
+        "--wakeable",
+        type=_engines,
+        default=("pdf",),
+        metavar="ENGINES",
+        help="comma-separated engines that sleep until a request wakes them (pdf; '' for none)",
+    )
     args = parser.parse_args(argv)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -39,20 +52,37 @@ def main(argv: list[str] | None = None) -> int:
         health_seconds=args.health_seconds,
         stop_seconds=args.stop_seconds,
     ) as emu:
-        provisioned = emu.provision()
-        emu.apply_environ()  # the task-state entry point runs in this process
+        provisioned = emu.provision(wakeable=args.wakeable)
+        # the task-state entry point and the front door's lambda_handler run in this process
+        emu.apply_environ()
         emu.deliver_task_events()
-        for key, value in {**emu.aws_environ(), **provisioned.environ()}.items():
-            sys.stdout.write(f"export {key}={value}\n")
-        sys.stdout.flush()
-        sys.stderr.write(
-            "# the embedded AWS is up: paste the export lines above into another shell, then run"
-            " start-engines there. Ctrl-C stops it.\n"
-        )
-        sys.stderr.flush()
-        with contextlib.suppress(KeyboardInterrupt):
-            stop.wait()
+        with emu.front_door() as door:
+            exports = {**emu.aws_environ(), **provisioned.environ(), FRONT_DOOR: door.url}
+            for key, value in exports.items():
+                sys.stdout.write(f"export {key}={value}\n")
+            sys.stdout.flush()
+            sys.stderr.write(
+                "# the embedded AWS is up: paste the export lines above into another shell, then"
+                " run start-engines there. Ctrl-C stops it.\n"
+            )
+            for engine in args.wakeable:
+                sys.stderr.write(
+                    f"# {engine} sleeps until a request wakes it: curl ${FRONT_DOOR}/api/{engine}/x"
+                    f", or open {door.url}/api/{engine}/x in a browser\n"
+                )
+            sys.stderr.flush()
+            with contextlib.suppress(KeyboardInterrupt):
+                stop.wait()
     return 0
+
+
+def _engines(value: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in value.split(",") if name.strip())
+    unknown = [name for name in names if name not in ENGINE_SPECS]
+    if unknown:
+        known = ", ".join(ENGINE_SPECS)
+        raise argparse.ArgumentTypeError(f"unknown engine(s) {', '.join(unknown)}; one of {known}")
+    return names
 
 
 if __name__ == "__main__":
