@@ -365,3 +365,15 @@ def test_status_shows_a_wakeable_engines_routing(aws: Emulator, cli_env: dict[st
         )
     assert status.returncode == 0, status.stderr
     assert status.stdout.splitlines()[1].split()[:3] == ["pdf", "no,", "asleep"]
+
+
+def test_the_local_aws_refuses_an_unknown_wakeable_engine() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "start_engines.local", "--wakeable", "pdf,payroll"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "unknown engine(s) payroll" in done.stderr
