@@ -23,9 +23,23 @@ KEPT_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH")
 UP_SECONDS = 30.0
 
 
+class LocalAws:
+    """The running process; `url` waits for its front door (other set-up can go on meanwhile)."""
+
+    def __init__(self, process: subprocess.Popen[bytes], out: Path, err: Path) -> None:
+        self.process, self.out, self.err = process, out, err
+        self._url = ""
+
+    @property
+    def url(self) -> str:
+        if not self._url:
+            self._url = _wait_for_door(self.process, self.out, self.err)
+        return self._url
+
+
 @contextlib.contextmanager
-def local_front_door(tmp_path: Path, *args: str) -> Iterator[str]:
-    """Run it with `args`; yield its front door's URL; SIGTERM (then kill) it afterwards."""
+def local_aws(tmp_path: Path, *args: str) -> Iterator[LocalAws]:
+    """Run it with `args`; SIGTERM (then kill) it afterwards."""
     env = {key: os.environ[key] for key in KEPT_ENV if key in os.environ}
     out, err = tmp_path / "stdout", tmp_path / "stderr"
     with out.open("wb") as stdout, err.open("wb") as stderr:
@@ -38,7 +52,7 @@ def local_front_door(tmp_path: Path, *args: str) -> Iterator[str]:
             stderr=stderr,
         )
     try:
-        yield _wait_for_door(process, out, err)
+        yield LocalAws(process, out, err)
     finally:
         process.send_signal(signal.SIGTERM)
         try:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.integration.local_process import ROOT, local_front_door
+from tests.integration.local_process import ROOT, LocalAws, local_aws
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -41,11 +41,12 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture
-def front_door(tmp_path: Path) -> Iterator[str]:
-    """pdf asleep behind the front door of a `python -m start_engines.local` of its own."""
+def local(tmp_path: Path) -> Iterator[LocalAws]:
+    """pdf asleep behind the front door of a `python -m start_engines.local` of its own; it
+    comes up while the browser starts."""
     args = ("--start-seconds", "1", "--health-seconds", "2", "--wakeable", "pdf")
-    with local_front_door(tmp_path, *args) as url:
-        yield url
+    with local_aws(tmp_path, *args) as running:
+        yield running
 
 
 @pytest.fixture
@@ -69,12 +70,12 @@ def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
 
 def test_the_waiting_page_turns_into_the_engine_by_its_own_refresh(
-    front_door: str, browser: Any
+    local: LocalAws, browser: Any
 ) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    url = f"{front_door}/api/pdf/report"
+    url = f"{local.url}/api/pdf/report"
     browser.get(url)
     assert "pdf" in browser.title
     assert "starting" in browser.find_element(By.ID, "state").text
