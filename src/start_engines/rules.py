@@ -8,7 +8,6 @@ case-sensitively; hosts, header values and query strings do not, as ALB document
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -176,6 +175,8 @@ def _query_matches(pair: Mapping[str, Any], query: Sequence[tuple[str, str]]) ->
 def _source_matches(cidrs: Sequence[str], source_ip: str | None) -> bool:
     if not source_ip:
         return False
+    import ipaddress  # only for source-ip conditions: kept off the cold start
+
     try:
         address = ipaddress.ip_address(source_ip)
         return any(address in ipaddress.ip_network(c, strict=False) for c in cidrs)
