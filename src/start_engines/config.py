@@ -44,6 +44,7 @@ ENGINE_KEYS: dict[str, str] = {
     "listenerRuleArn": "LISTENER_RULE_ARN",
     "wakeStrategy": "WAKE_STRATEGY",
     "wakeBlockSeconds": "WAKE_BLOCK_SECONDS",
+    "registerAt": "REGISTER_AT",
 }
 LIST_KEYS = frozenset({"targetGroupArns", "subnets", "securityGroups"})
 # What a start event may ask to override, if the engine's allowedOverrides names it.
@@ -70,6 +71,7 @@ DEFAULT_MIN_UPTIME_MINUTES = 10.0
 OFF = ("", "off", "none", "null")
 RUN_TASK_MAX_COUNT = 10
 WAKE_STRATEGIES = ("page", "block")
+REGISTER_AT = ("ip", "running")  # when a task goes into its target groups
 DEFAULT_WAKE_BLOCK_SECONDS = 20.0
 MAX_WAKE_BLOCK_SECONDS = 900.0  # Lambda's own limit
 RULE_ARN = re.compile(
@@ -100,6 +102,7 @@ class EngineConfig:
     listener_rule_arn: str | None = None  # set: the engine wakes on its first request
     wake_strategy: str = "page"
     wake_block_seconds: float = DEFAULT_WAKE_BLOCK_SECONDS
+    register_at: str = "ip"  # `ip`: as soon as the ENI's IP is known; `running`: at RUNNING
 
     @property
     def wakeable(self) -> bool:
@@ -374,6 +377,9 @@ def get_service_config(name: str, environ: Environ | None = None) -> EngineConfi
         ),
         wake_strategy=_as_choice(
             merged.get("wakeStrategy", "page"), WAKE_STRATEGIES, source("wakeStrategy"), key
+        ),
+        register_at=_as_choice(
+            merged.get("registerAt", "ip"), REGISTER_AT, source("registerAt"), key
         ),
         wake_block_seconds=_as_seconds(
             merged.get("wakeBlockSeconds", DEFAULT_WAKE_BLOCK_SECONDS),

@@ -173,6 +173,7 @@ def test_each_engine_has_its_own_health_deadline(
     aws: Emulator, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HEALTH_TIMEOUT_SECONDS", "12")
+    monkeypatch.setenv("BATCH_REGISTER_AT", "running")  # registered at 12 s, after auth's 13 s
     aws.lifecycle.start_seconds_for = lambda cluster: 12.0 if cluster == "batch-cluster" else 4.0
     try:
         response = invoke(

@@ -9,7 +9,11 @@ from typing import TYPE_CHECKING, Any
 from start_engines.ecs_handler import STARTED_BY, STOPPED_STATUSES
 from start_engines.engines.outcome import Outcome
 from start_engines.engines.routing import asleep, await_wake
-from start_engines.engines.serving import register_checked, stopped_by_request
+from start_engines.engines.serving import (
+    ready_to_register,
+    register_checked,
+    stopped_by_request,
+)
 from start_engines.event_publisher import ENGINE_READY, ENGINE_START_FAILED, ENGINE_STOPPED
 
 if TYPE_CHECKING:
@@ -62,7 +66,38 @@ def on_task_state_change(ctx: Context, change: TaskStateChange, deadline: Deadli
         return Outcome(200, result)
     if current is None or current.is_stopped or current.desired_status == "STOPPED":
         return Outcome(200, _stopped(ctx, engine, current, change, base))
+    if ready_to_register(current, engine):  # registerAt ip: its IP is known, it is starting
+        return Outcome(200, _early(ctx, engine, current, base))
     return Outcome(200, {**base, "action": "none", "reason": "the task is still starting"})
+
+
+def _missing(ctx: Context, engine: EngineConfig, ip: str) -> list[str]:
+    """The engine's groups where ip:port is absent or leaving (`unused` is registered: its AZ
+    is not served, and registering again changes nothing)."""
+    before = ctx.targets.health_of(engine.target_group_arns, ip, engine.port, engine.name)
+    return [g for g, state in before.items() if state in ("unregistered", "draining")]
+
+
+def _early(
+    ctx: Context, engine: EngineConfig, task: TaskInfo, base: dict[str, Any]
+) -> dict[str, Any]:
+    """Register a starting task as soon as its IP is known, so the ALB's registration delay
+    passes while the image is pulled. The start's claim stays until RUNNING."""
+    ip = ctx.ecs.extract_ip(task, engine.name)
+    missing = _missing(ctx, engine, ip)
+    if not missing:
+        return {**base, "action": "already-registered", "privateIp": ip, "targetGroupArns": []}
+    if register_checked(ctx, engine, task, ip, missing).being_stopped:
+        return {**base, "action": "none", "reason": "a stop claimed the task while registering"}
+    logger.info(
+        "task %s of %s is %s with IP %s; registered early in %d group(s)",
+        task.id,
+        engine.name,
+        task.last_status,
+        ip,
+        len(missing),
+    )
+    return {**base, "action": "registered", "privateIp": ip, "targetGroupArns": missing}
 
 
 def _running(
@@ -70,11 +105,13 @@ def _running(
 ) -> dict[str, Any]:
     """Register a RUNNING task where it is missing; that completes an asynchronous start."""
     ip = ctx.ecs.extract_ip(task, engine.name)
-    before = ctx.targets.health_of(engine.target_group_arns, ip, engine.port, engine.name)
-    # `unused` is registered already (its AZ is not served): registering again changes nothing
-    missing = [g for g, state in before.items() if state in ("unregistered", "draining")]
+    missing = _missing(ctx, engine, ip)
     if not missing:
-        _end_claim(ctx, engine, task)
+        # registered early (at its IP): RUNNING completes a handed-off start all the same;
+        # without a lease table nothing tells which start it was, so Engine Ready is told
+        # (EventBridge's own delivery is at least once: subscribers handle a second one)
+        if _end_claim(ctx, engine, task) or ctx.lease is None:
+            _ready(ctx, engine, task, ip)
         return {**base, "action": "already-registered", "privateIp": ip, "targetGroupArns": []}
     if register_checked(ctx, engine, task, ip, missing).being_stopped:
         return {**base, "action": "none", "reason": "a stop claimed the task while registering"}
@@ -85,6 +122,12 @@ def _running(
         engine.name,
         len(missing),
     )
+    _ready(ctx, engine, task, ip)
+    return {**base, "action": "registered", "privateIp": ip, "targetGroupArns": missing}
+
+
+def _ready(ctx: Context, engine: EngineConfig, task: TaskInfo, ip: str) -> None:
+    """Engine Ready for an asynchronous start: its task RUNNING and registered."""
     health = ctx.targets.health_of(engine.target_group_arns, ip, engine.port, engine.name)
     primary = engine.target_group_arns[0]
     ctx.publish(
@@ -100,7 +143,6 @@ def _running(
             "healthStatus": health[primary],
         },
     )
-    return {**base, "action": "registered", "privateIp": ip, "targetGroupArns": missing}
 
 
 def _stopped(
@@ -183,7 +225,10 @@ def _stopped(
     }
 
 
-def _end_claim(ctx: Context, engine: EngineConfig, task: TaskInfo) -> None:
-    """A start handed off with this task is over: its claim on the engine ends."""
+def _end_claim(ctx: Context, engine: EngineConfig, task: TaskInfo) -> bool:
+    """A start handed off with this task is over: its claim on the engine ends. True if it
+    was this call that ended it."""
     if ctx.lease is not None and ctx.lease.end_claim(engine.name, task.arn):
         logger.info("the handed-off start of %s with task %s is over", engine.name, task.id)
+        return True
+    return False

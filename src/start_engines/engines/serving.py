@@ -41,3 +41,17 @@ def register_checked(
 def stopped_by_request(task: TaskInfo) -> bool:
     """Someone stopped the task on purpose (a stop, a reap, StopTask in the console)."""
     return bool(task.stopping) or task.stop_code == "UserInitiated"
+
+
+EARLY_STATUSES = ("PENDING", "ACTIVATING")  # the ENI is attached: the task has its IP
+
+
+def ready_to_register(task: TaskInfo, engine: EngineConfig) -> bool:
+    """A live task of the engine's that no stop has claimed, with its IP, at the point the
+    engine registers (`registerAt`): RUNNING, or as soon as its IP is known."""
+    if not task.is_live or task.stopping:
+        return False
+    if task.is_running:  # its IP from the attachment, or from its network interface
+        return True
+    early = engine.register_at == "ip" and task.last_status in EARLY_STATUSES
+    return early and task.private_ip is not None

@@ -1,4 +1,5 @@
-"""The start's rounds: DescribeTasks on the budget, register at RUNNING, target health."""
+"""The start's rounds: DescribeTasks on the budget, register as soon as a task is ready
+(its IP known, or RUNNING: the engine's registerAt), confirm at RUNNING, target health."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from start_engines import checkpoints
 from start_engines.ecs_handler import running_or_raise
 from start_engines.engines.budget import CONFIRMING, STAGES
 from start_engines.engines.outcome import state_of, target_group_name
-from start_engines.engines.serving import stopped_by_request
+from start_engines.engines.serving import ready_to_register, stopped_by_request
 from start_engines.engines.start_job import JobState
 from start_engines.errors import (
     StartEnginesError,
@@ -78,37 +79,61 @@ def advance(ctx: Context, job: StartJob, seen: dict[str, TaskInfo], starter: Sta
             job.task_progress("status", text, current, ctx.clock.now())
         job.tasks[arn] = current
     if job.state is JobState.CONFIRM:  # seen after registering, and no stop claimed it
-        if starter.request.wait_for_healthy:
-            job.move(JobState.HEALTH)
-        else:
-            snapshot = health_snapshot(ctx, job)
-            record_health(ctx, job, snapshot)
-            unused = not_in_use(job, snapshot)
-            if unused:
-                job.warnings.append(unused_text(unused) + "; run `start-engines config check`")
-            job.move(JobState.DONE)
+        confirm(ctx, job, starter)
         return
-    if job.state is not JobState.WATCH or not all(t.is_running for t in job.tasks.values()):
+    if job.state is not JobState.WATCH:
+        return
+    fresh = register_ready(ctx, job)
+    if not all(t.is_running for t in job.tasks.values()):
         return
     job.timings["running"] = round(ctx.clock.now() - job.began, 3)
+    job.health_deadline = starter.deadline.within(ctx.settings.health_timeout)
+    job.move(JobState.CONFIRM)
+    if not fresh:  # registered in an earlier round: this round's look was the second one
+        confirm(ctx, job, starter)
+
+
+def register_ready(ctx: Context, job: StartJob) -> list[str]:
+    """Register each task that has become ready (registerAt: its IP known, or RUNNING) and is
+    not registered yet. Returns the ARNs registered now; their confirming look is next round."""
     engine = job.engine
+    fresh: list[str] = []
     for task in job.tasks.values():
+        if task.arn in job.ips or not ready_to_register(task, engine):
+            continue
         ip = ctx.ecs.extract_ip(task, engine.name)
         job.ips[task.arn] = ip
         ctx.targets.register_target(engine.target_group_arns, ip, engine.port, engine.name)
+        fresh.append(task.arn)
         already = "" if task.arn in job.started else " (already running)"
+        early = "" if task.is_running else f" while {task.last_status}"
         job.progress(
             "registered",
             f"{ip}:{engine.port} registered in {len(engine.target_group_arns)} target group(s)"
+            + early
             + already,
             ctx.clock.now() - job.began,
             taskId=task.id,
             privateIp=ip,
         )
-    job.timings["registered"] = round(ctx.clock.now() - job.began, 3)
-    job.health_deadline = starter.deadline.within(ctx.settings.health_timeout)
-    job.move(JobState.CONFIRM)
-    checkpoints.reached("start.registered", service=engine.name)
+    if fresh and "registered" not in job.timings:
+        job.timings["registered"] = round(ctx.clock.now() - job.began, 3)
+    if fresh:  # a later round looks at the tasks again before any answer
+        checkpoints.reached("start.registered", service=engine.name)
+    return fresh
+
+
+def confirm(ctx: Context, job: StartJob, starter: Starter) -> None:
+    """Registered and RUNNING, and a look after registering shows no stop claimed the tasks."""
+    if starter.request.wait_for_healthy:
+        job.move(JobState.HEALTH)
+        return
+    snapshot = health_snapshot(ctx, job)
+    record_health(ctx, job, snapshot)
+    unused = not_in_use(job, snapshot)
+    if unused:
+        job.warnings.append(unused_text(unused) + "; run `start-engines config check`")
+    job.move(JobState.DONE)
 
 
 def start_error(task: TaskInfo | None, arn: str, job: StartJob) -> StartEnginesError:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from start_engines.ecs_handler import parse_time
 from start_engines.engines.outcome import Outcome, combine, not_configured, target_group_name
 from start_engines.engines.routing import settle
-from start_engines.engines.serving import register_checked
+from start_engines.engines.serving import ready_to_register, register_checked
 from start_engines.errors import ConfigError, StartEnginesError
 
 if TYPE_CHECKING:
@@ -49,7 +49,10 @@ def sync_engine(ctx: Context, engine: EngineConfig) -> dict[str, Any]:
     finished = _finish_abandoned_stops(ctx, engine, tasks)
     serving = [t for t in tasks if not t.stopping]
     live_ips = {t.private_ip for t in serving if t.private_ip}
-    running = {ctx.ecs.extract_ip(t, engine.name): t for t in serving if t.is_running}
+    # RUNNING, or starting with its IP known (registerAt ip): each belongs behind the groups
+    running = {
+        ctx.ecs.extract_ip(t, engine.name): t for t in serving if ready_to_register(t, engine)
+    }
     gone_ips = {t.private_ip for t in tasks if t.stopping and t.private_ip}
     gone_ips |= {t.private_ip for t in ctx.ecs.gone_tasks(engine) if t.private_ip}
     gone_ips -= live_ips | set(running)  # an IP handed on to a live task of ours stays
