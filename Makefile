@@ -71,4 +71,4 @@ sam-build:
 	$(PYTHON312) -m compileall -q --invalidation-mode unchecked-hash .aws-sam/build
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) $(SAM_VENV) .aws-sam .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) $(SAM_VENV) .aws-sam .mypy_cache .pytest_cache .ruff_cache .artifacts .hypothesis src/*.egg-info

@@ -126,7 +126,7 @@ class Settings:
     start_timeout: float = 300.0
     health_timeout: float = 120.0
     poll_interval: float = 0.7
-    describe_rate: float = 1.5  # DescribeTasks per second per invocation, across clusters
+    describe_rate: float = 5.0  # DescribeTasks per second per invocation, across clusters
     health_poll_interval: float = 2.0
     deadline_margin: float = 10.0
     drain_timeout: float = 60.0
@@ -449,7 +449,7 @@ def load_settings(environ: Environ | None = None) -> Settings:
         start_timeout=_float_setting(env, "START_TIMEOUT_SECONDS", 300.0, 1.0),
         health_timeout=_float_setting(env, "HEALTH_TIMEOUT_SECONDS", 120.0, 1.0),
         poll_interval=_float_setting(env, "POLL_INTERVAL_SECONDS", 0.7, 0.05),
-        describe_rate=_float_setting(env, "DESCRIBE_TASKS_PER_SECOND", 1.5, 0.1),
+        describe_rate=_float_setting(env, "DESCRIBE_TASKS_PER_SECOND", 5.0, 0.1),
         health_poll_interval=_float_setting(env, "HEALTH_POLL_INTERVAL_SECONDS", 2.0, 0.05),
         deadline_margin=_float_setting(env, "DEADLINE_MARGIN_SECONDS", 10.0, 0.0),
         drain_timeout=_float_setting(env, "DRAIN_TIMEOUT_SECONDS", 60.0, 0.0),

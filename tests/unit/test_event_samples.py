@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from start_engines.alb_request import WakeRequest
 from start_engines.errors import BadEvent, MethodNotAllowed, RouteNotFound
 from start_engines.events import (
     ReapRequest,
@@ -43,6 +44,7 @@ EXPECTED: dict[str, tuple[type, str]] = {
     "apigw-v2-list.json": (StatusRequest, "api-v2"),
     "apigw-v1-status.json": (StatusRequest, "api-v1"),
     "apigw-v1-stop.json": (StopRequest, "api-v1"),
+    "alb-wake-request.json": (WakeRequest, "alb"),
 }
 
 
@@ -130,3 +132,15 @@ def test_stage_prefix_and_base64_body() -> None:
     command = parse_invocation(event).command
     assert isinstance(command, StartRequest)
     assert command.services == ("pdf",) and command.wait_for_healthy
+
+
+def test_the_alb_sample_is_a_browser_asking_for_a_sleeping_engine() -> None:
+    wake = parse_invocation(load_event("alb-wake-request.json")).command
+    assert isinstance(wake, WakeRequest)
+    assert (wake.http.method, wake.http.path, wake.http.host) == (
+        "GET",
+        "/api/pdf/report",
+        "engines.example.com",
+    )
+    assert wake.wants_html and wake.replayable and not wake.health_check
+    assert wake.http.source_ip == "203.0.113.9"

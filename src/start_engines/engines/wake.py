@@ -284,7 +284,12 @@ def _starting(ctx: Context, engine: EngineConfig, task_status: Any, created: Any
     when = _epoch(created)
     if when is not None:
         details["elapsedSeconds"] = max(0, round(ctx.clock.wall().timestamp() - when))
-    return _answer(503, engine, STARTING, f"'{engine.name}' is starting", details)
+    message = (
+        f"'{engine.name}' is running; waiting for the load balancer's health checks"
+        if task_status == "RUNNING"
+        else f"'{engine.name}' is starting"
+    )
+    return _answer(503, engine, STARTING, message, details)
 
 
 def _ready(engine: EngineConfig, request: WakeRequest) -> Outcome:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
+import os
 import signal
 import sys
 import threading
@@ -55,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         provisioned = emu.provision(wakeable=args.wakeable)
         # the task-state entry point and the front door's lambda_handler run in this process
         emu.apply_environ()
+        os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # EMF is for CloudWatch
+        _logs_to_stderr()
         emu.deliver_task_events()
         with emu.front_door() as door:
             exports = {**emu.aws_environ(), **provisioned.environ(), FRONT_DOOR: door.url}
@@ -83,6 +87,16 @@ def _engines(value: str) -> tuple[str, ...]:
         known = ", ".join(ENGINE_SPECS)
         raise argparse.ArgumentTypeError(f"unknown engine(s) {', '.join(unknown)}; one of {known}")
     return names
+
+
+def _logs_to_stderr() -> None:
+    """The functions log JSON to stdout, as Lambda reads it; here stdout is for the exports."""
+    from start_engines import lambda_function  # sets up the functions' logging
+
+    for name in (lambda_function.logger.name, "start_engines"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+                handler.setStream(sys.stderr)
 
 
 if __name__ == "__main__":

@@ -127,7 +127,7 @@ def wake_story(emu: Emulator, out: TextIO, began: float) -> bool:
         print(
             "\nWake on request: pdf sleeps; its rule forwards to the wake target group.", file=out
         )
-        print(f"A browser asks for {url}:", file=out)
+        print(f"A client asks for {url} (as a browser would, Accept: text/html):", file=out)
         status, headers, body = _get(url, accept="text/html")
         say(
             f"{status} {headers.get('X-Start-Engines-Wake')}: the waiting page, refreshing every "
@@ -138,12 +138,15 @@ def wake_story(emu: Emulator, out: TextIO, began: float) -> bool:
         while time.monotonic() < deadline:
             status, headers, body = _get(url)
             if status == 200:
+                say("healthy: pdf's rule now forwards to pdf's own target group")
                 say(f"200 from the engine itself: {body.decode()}")
                 break
             answer = json.loads(body)
             line = f"{status} {answer['state']}" + (
                 f", task {answer['taskStatus']}" if answer.get("taskStatus") else ""
             )
+            if answer.get("taskStatus") == "RUNNING":
+                line += ": registered, waiting for the ALB's health checks"
             if line != last:
                 say(line)
                 last = line
@@ -154,7 +157,11 @@ def wake_story(emu: Emulator, out: TextIO, began: float) -> bool:
             PDF_IDLE_MINUTES="0.05", PDF_MIN_UPTIME_MINUTES="0", METRICS_DELAY_MINUTES="0"
         )
         time.sleep(3.5)  # idle for idleMinutes (3 s here): no request reached pdf since
-        print("\nNo more requests; the scheduled reaper runs:", file=out)
+        print(
+            "\nNo more requests; the scheduled reaper runs (pdf's idleMinutes is 3 s here, 30 "
+            "min by default):",
+            file=out,
+        )
         reap = {"source": "aws.events", "detail-type": "Reap Idle Engines", "detail": {}}
         reaped = lambda_function.lambda_handler(reap, LambdaContext(SystemClock(), 60))
         for result in reaped["body"]["results"]:

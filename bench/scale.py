@@ -1,0 +1,211 @@
+"""Faster to healthy, and with the number of engines: RunTask -> registered, RUNNING and healthy
+(tasks that take longer to start than the ALB's registration delay, as Fargate's image pulls
+do), beside the seed flow on the same emulated ALB; and ten engines in ten clusters in one
+event, beside the slowest of their single starts."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from bench.seed_baseline import seed_lambda_handler
+from start_engines.clock import SystemClock
+from start_engines.config import SERVICE_MAPPINGS
+from start_engines.local.context import LambdaContext
+from start_engines.local.provision import ACCOUNT_ROLE
+
+if TYPE_CHECKING:
+    from start_engines.local.emulator import Emulator
+
+SLOW_START = 12.0  # seconds to RUNNING: longer than the 10 s registration delay
+FAST_START = 1.0  # for the many-engines figure: polling, not the ALB, is what it measures
+EXTRA = [f"eng{i}" for i in range(6, 11)]
+ALL_TEN = sorted(SERVICE_MAPPINGS) + EXTRA
+
+
+def provision_extra(emu: Emulator) -> None:
+    """Five more engines, each in a cluster of its own, behind the same listener."""
+    provisioned = emu.provisioned
+    assert provisioned is not None
+    clients = emu.clients()
+    config: dict[str, Any] = {}
+    for priority, name in enumerate(EXTRA, start=60):
+        group = clients.elbv2.create_target_group(
+            Name=f"{name}-tg",
+            Protocol="HTTP",
+            Port=8080,
+            VpcId=provisioned.vpc_id,
+            TargetType="ip",
+            HealthCheckIntervalSeconds=5,
+        )["TargetGroups"][0]["TargetGroupArn"]
+        clients.elbv2.create_rule(
+            ListenerArn=provisioned.listener_arn,
+            Priority=priority,
+            Conditions=[{"Field": "path-pattern", "Values": [f"/api/{name}/*"]}],
+            Actions=[{"Type": "forward", "TargetGroupArn": group}],
+        )
+        clients.ecs.create_cluster(clusterName=f"{name}-cluster")
+        clients.ecs.register_task_definition(
+            family=f"{name}-task",
+            networkMode="awsvpc",
+            requiresCompatibilities=["FARGATE"],
+            cpu="256",
+            memory="512",
+            executionRoleArn=ACCOUNT_ROLE.format("ecsTaskExecutionRole"),
+            containerDefinitions=[
+                {
+                    "name": f"{name}-app",
+                    "image": f"{name}:latest",
+                    "memory": 512,
+                    "essential": True,
+                    "portMappings": [{"containerPort": 8080, "protocol": "tcp"}],
+                }
+            ],
+        )
+        config[name] = {
+            "cluster": f"{name}-cluster",
+            "taskDefinition": f"{name}-task",
+            "port": 8080,
+            "targetGroupArns": [group],
+        }
+    os.environ["ENGINES_CONFIG"] = json.dumps(config)
+
+
+def start(handler: Any, detail: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+    event = {
+        "id": f"scale-{time.monotonic_ns()}",
+        "source": "custom.app",
+        "detail-type": "Start ECS Task",
+        "detail": detail,
+    }
+    began = time.monotonic()
+    answer = handler(event, LambdaContext(SystemClock(), 900))
+    assert answer["statusCode"] == 200, json.dumps(answer)[:500]
+    return time.monotonic() - began, answer["body"]
+
+
+def seed_timings(emu: Emulator) -> list[dict[str, float]]:
+    """RunTask -> registered, RUNNING and healthy of every task, read from the emulator."""
+    lifecycle = emu.lifecycle
+    found = []
+    for plan in lifecycle.plans.values():
+        registered = [at for (_, ip), at in lifecycle.registered_at.items() if ip == plan.ip]
+        if not registered:
+            continue
+        running = plan.created + plan.running_after
+        healthy = max(min(registered) + lifecycle.health_seconds, running)
+        found.append(
+            {
+                "registered": min(registered) - plan.created,
+                "running": plan.running_after,
+                "healthy": healthy - plan.created,
+            }
+        )
+    return found
+
+
+def scale_figures(emu: Emulator, handler: Any, say: Any) -> dict[str, Any]:
+    os.environ.pop("ENGINES_CONFIG", None)
+    say(
+        f"healthy: five single starts, tasks RUNNING after {SLOW_START:.0f} s, ours then the seed's"
+    )
+    emu.reset()
+    emu.apply_environ()
+    emu.lifecycle.start_seconds_for = lambda cluster: SLOW_START
+    with ThreadPoolExecutor(5) as pool:
+        ours = list(
+            pool.map(lambda e: start(handler, {"service": e, "waitForHealthy": True})[1], ENGINES5)
+        )
+    emu.reset()
+    emu.apply_environ()
+    emu.lifecycle.start_seconds_for = lambda cluster: SLOW_START
+    seed_event = {"detail": {"service": ""}}
+    with ThreadPoolExecutor(5) as pool:
+        list(
+            pool.map(
+                lambda e: seed_lambda_handler(
+                    {**seed_event, "detail": {"service": e}}, emu.clients()
+                ),
+                ENGINES5,
+            )
+        )
+    seed = seed_timings(emu)
+
+    say(
+        f"ten engines in ten clusters, tasks RUNNING after {FAST_START:.0f} s: singles, then one event"
+    )
+    emu.reset()
+    emu.apply_environ()
+    provision_extra(emu)
+    emu.lifecycle.start_seconds_for = lambda cluster: FAST_START
+    singles = []
+    for engine in ALL_TEN:
+        calls = len(emu.lifecycle.describe_calls)
+        seconds, _ = start(handler, {"service": engine})
+        singles.append((seconds, (len(emu.lifecycle.describe_calls) - calls) / seconds))
+    emu.reset()  # fresh clusters: the ten start ten tasks, reusing none
+    emu.apply_environ()
+    provision_extra(emu)
+    emu.lifecycle.start_seconds_for = lambda cluster: FAST_START
+    calls = len(emu.lifecycle.describe_calls)
+    ten_seconds, ten = start(handler, {"services": ALL_TEN, "waitForHealthy": False})
+    assert not any(r.get("reused") for r in ten["results"]), ten
+    ten_rate = (len(emu.lifecycle.describe_calls) - calls) / ten_seconds
+    windows = _max_per_second(emu, calls)
+    os.environ.pop("ENGINES_CONFIG", None)
+    return {
+        "healthy": ([r["timings"] for r in ours], seed),
+        "ten": (ten_seconds, max(s for s, _ in singles), ten_rate, windows),
+        "rate_single": statistics.median(r for _, r in singles),
+        "ten_results": len(ten["results"]),
+    }
+
+
+def _max_per_second(emu: Emulator, since: int) -> int:
+    """The most DescribeTasks calls in any one-second window of the ten-engine start."""
+    times = [at for at, _, _ in emu.lifecycle.describe_calls[since:]]
+    return max((sum(1 for t in times if start <= t < start + 1.0) for start in times), default=0)
+
+
+ENGINES5 = sorted(SERVICE_MAPPINGS)
+
+
+def scale_rows(f: dict[str, Any], poll_interval: float) -> list[tuple[str, str, str, str, bool]]:
+    ours, seed = f["healthy"]
+    rows = []
+    for key in ("registered", "running", "healthy"):
+        mine = [t[key] for t in ours]
+        theirs = [t[key] for t in seed]
+        rows.append(
+            (
+                f"RunTask -> {key}, median / max (5 starts, RUNNING after {SLOW_START:.0f} s)",
+                f"{statistics.median(mine):.2f} / {max(mine):.2f} s",
+                f"{statistics.median(theirs):.2f} / {max(theirs):.2f} s",
+                "healthy <= RUNNING + 5 s (one check)" if key == "healthy" else "-",
+                max(t["healthy"] - t["running"] for t in ours) <= 5.0 if key == "healthy" else True,
+            )
+        )
+    ten, slowest, rate, window = f["ten"]
+    rows.append(
+        (
+            "ten engines in ten clusters in one event, wall time",
+            f"{ten:.2f} s (slowest single {slowest:.2f} s)",
+            "(one engine per event)",
+            f"<= slowest + {poll_interval} s",
+            ten <= slowest + poll_interval,
+        )
+    )
+    rows.append(
+        (
+            "DescribeTasks per second, one engine / ten engines (max in any 1 s)",
+            f"{f['rate_single']:.2f} / {rate:.2f} ({window})",
+            "-",
+            "<= 5",
+            rate <= 5.0 and window <= 5,
+        )
+    )
+    return rows
