@@ -80,6 +80,8 @@ TARGET_GROUP_ARN = r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:targ
 
 @dataclass(frozen=True)
 class EngineConfig:
+    """One engine, its settings resolved."""
+
     name: str
     cluster: str
     task_definition: str

@@ -28,6 +28,8 @@ DEFAULT_STOP_REASON = "stopped by start-engines"
 
 @dataclass(frozen=True)
 class StartRequest:
+    """Start one or more engines."""
+
     services: tuple[str, ...]
     wait_for_healthy: bool = False
     event_id: str | None = None
@@ -42,6 +44,8 @@ class StartRequest:
 
 @dataclass(frozen=True)
 class StopRequest:
+    """Stop engines (all of them with None), or one task."""
+
     services: tuple[str, ...] | None  # None: every engine
     task_id: str | None = None
     include_foreign: bool = False
@@ -51,11 +55,15 @@ class StopRequest:
 
 @dataclass(frozen=True)
 class StatusRequest:
+    """Report engines' tasks and targets."""
+
     services: tuple[str, ...] | None
 
 
 @dataclass(frozen=True)
 class SyncRequest:
+    """Bring target groups in line with running tasks."""
+
     services: tuple[str, ...] | None
 
 
@@ -115,6 +123,8 @@ Via = Literal["eventbridge", "direct", "api-v1", "api-v2", "alb", "schedule", "e
 
 @dataclass(frozen=True)
 class Invocation:
+    """A command and the front door it came through."""
+
     command: Command
     via: Via
 
