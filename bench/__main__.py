@@ -13,7 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from bench.cold import cold_ratio
 from bench.seed_baseline import seed_lambda_handler
 from bench.wake import wake_figures, wake_rows
 from start_engines.clock import SystemClock
@@ -101,6 +100,8 @@ def main() -> int:
         figures.update(bench.fifty_concurrent())
         figures.update(wake_figures(emu, lambda_function.lambda_handler, say))
         lambda_function.use_runtime(None)
+    from bench.cold import cold_ratio
+
     say("cold start: whole processes, interleaved, a non-editable compiled copy")
     figures["cold"] = cold_ratio(COLD_RUNS)
     report(figures)
