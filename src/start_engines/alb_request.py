@@ -39,11 +39,6 @@ class WakeRequest:
         return self.http.method in ("GET", "HEAD")
 
 
-def is_alb_event(event: Mapping[str, Any]) -> bool:
-    context = event.get("requestContext")
-    return isinstance(context, Mapping) and "elb" in context
-
-
 def uses_multi_value(event: object) -> bool:
     return isinstance(event, Mapping) and isinstance(event.get("multiValueHeaders"), Mapping)
 

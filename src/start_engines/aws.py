@@ -1,8 +1,10 @@
-"""The one place boto3 clients are built, and where botocore errors are translated.
+"""The one place AWS clients are built, and where botocore errors are translated.
 
-Clients come from one Session and one botocore Config (standard retries, bounded timeouts),
-are created lazily on first use and never at import. boto3 itself honours AWS_ENDPOINT_URL,
-so the emulator needs no code path of its own.
+Clients come from one botocore Session and one Config (standard retries, bounded timeouts),
+are created lazily on first use and never at import. botocore, not boto3: boto3 adds only
+s3transfer and resources, which we never use, and they cost more to import than the rest of
+the cold start (bench/cold.py). botocore itself honours AWS_ENDPOINT_URL, so the emulator
+needs no code path of its own.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
@@ -20,6 +22,7 @@ from start_engines.errors import AwsError, StartEnginesError
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    import boto3
     from mypy_boto3_cloudwatch import CloudWatchClient
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_ec2 import EC2Client
@@ -49,7 +52,7 @@ class Clients:
 
     def __init__(
         self,
-        session: boto3.Session | None = None,
+        session: botocore.session.Session | boto3.Session | None = None,
         config: Config | None = None,
         endpoint_url: str | None = None,
     ) -> None:
@@ -64,7 +67,7 @@ class Clients:
             client = self._clients.get(service)
             if client is None:
                 if self._session is None:
-                    self._session = boto3.Session()
+                    self._session = botocore.session.get_session()
                 if self._config is None:
                     self._config = default_config()
                 config = self._config
@@ -76,7 +79,7 @@ class Clients:
                 if self._endpoint_url:
                     kwargs["endpoint_url"] = self._endpoint_url
                 try:
-                    client = self._session.client(service, **kwargs)  # type: ignore[call-overload]
+                    client = _create(self._session, service, kwargs)
                 except BotoCoreError as exc:
                     raise AwsError(f"cannot create the {service} client: {exc}") from exc
                 self._clients[service] = client
@@ -111,6 +114,14 @@ class Clients:
     def cloudwatch(self) -> CloudWatchClient:
         client: CloudWatchClient = self._client("cloudwatch")
         return client
+
+
+def _create(
+    session: botocore.session.Session | boto3.Session, service: str, kwargs: dict[str, Any]
+) -> Any:
+    if isinstance(session, botocore.session.Session):
+        return session.create_client(service, **kwargs)
+    return session.client(service, **kwargs)  # type: ignore[call-overload]  # a boto3 Session
 
 
 def error_code(exc: ClientError) -> str:

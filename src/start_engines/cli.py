@@ -166,12 +166,14 @@ def payload(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def build_engines(args: argparse.Namespace) -> Engines:
-    import boto3
+    import botocore.session
 
     from start_engines.aws import Clients
     from start_engines.engines import Engines
 
-    session = boto3.Session(profile_name=args.profile, region_name=args.region)
+    session = botocore.session.Session(profile=args.profile)
+    if args.region:
+        session.set_config_variable("region", args.region)
     return Engines.build(Clients(session=session, endpoint_url=args.endpoint_url), SystemClock())
 
 

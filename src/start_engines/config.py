@@ -74,16 +74,16 @@ WAKE_STRATEGIES = ("page", "block")
 REGISTER_AT = ("ip", "running")  # when a task goes into its target groups
 DEFAULT_WAKE_BLOCK_SECONDS = 20.0
 MAX_WAKE_BLOCK_SECONDS = 900.0  # Lambda's own limit
-RULE_ARN = re.compile(
-    r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:listener-rule/app/[^/\s]+/[0-9a-f]+/[0-9a-f]+/[0-9a-f]+$"
-)
-TARGET_GROUP_ARN = re.compile(
-    r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:targetgroup/[A-Za-z0-9-]{1,32}/[0-9a-f]+$"
-)
+# Patterns, not compiled here: re compiles (and caches) one on first use, and only
+# wakeable engines' settings need them.
+RULE_ARN = r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:listener-rule/app/[^/\s]+/[0-9a-f]+/[0-9a-f]+/[0-9a-f]+$"
+TARGET_GROUP_ARN = r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:targetgroup/[A-Za-z0-9-]{1,32}/[0-9a-f]+$"
 
 
 @dataclass(frozen=True)
 class EngineConfig:
+    """One engine, its settings resolved."""
+
     name: str
     cluster: str
     task_definition: str
@@ -389,13 +389,11 @@ def get_service_config(name: str, environ: Environ | None = None) -> EngineConfi
     )
 
 
-def _as_arn(
-    value: Any, pattern: re.Pattern[str], what: str, field: str, service: str | None
-) -> str | None:
+def _as_arn(value: Any, pattern: str, what: str, field: str, service: str | None) -> str | None:
     """An optional ARN of one kind; empty means unset."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
-    if not isinstance(value, str) or not pattern.match(value.strip()):
+    if not isinstance(value, str) or not re.match(pattern, value.strip()):
         raise ConfigError(
             f"{field} must be {what}, got {describe_name(value)}", service=service, field=field
         )

@@ -12,9 +12,8 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from start_engines.alb_request import WakeRequest, is_alb_event, parse_alb
 from start_engines.config import NEVER_OVERRIDABLE, OVERRIDES, RUN_TASK_MAX_COUNT, describe_name
 from start_engines.errors import BadEvent, MethodNotAllowed, OverrideNotAllowed, RouteNotFound
 
@@ -22,12 +21,15 @@ MAX_SERVICE_NAME = 64
 MAX_SERVICES = 20
 MAX_EVENT_ID = 256
 MAX_REASON = 200
-TASK_ID = re.compile(r"^(arn:aws[a-z-]*:ecs:[a-z0-9-]+:\d{12}:task/)?[A-Za-z0-9/_-]{1,128}$")
+# Patterns compile (and are cached by re) on first use: few events need them.
+TASK_ID = r"^(arn:aws[a-z-]*:ecs:[a-z0-9-]+:\d{12}:task/)?[A-Za-z0-9/_-]{1,128}$"
 DEFAULT_STOP_REASON = "stopped by start-engines"
 
 
 @dataclass(frozen=True)
 class StartRequest:
+    """Start one or more engines."""
+
     services: tuple[str, ...]
     wait_for_healthy: bool = False
     event_id: str | None = None
@@ -42,6 +44,8 @@ class StartRequest:
 
 @dataclass(frozen=True)
 class StopRequest:
+    """Stop engines (all of them with None), or one task."""
+
     services: tuple[str, ...] | None  # None: every engine
     task_id: str | None = None
     include_foreign: bool = False
@@ -51,11 +55,15 @@ class StopRequest:
 
 @dataclass(frozen=True)
 class StatusRequest:
+    """Report engines' tasks and targets."""
+
     services: tuple[str, ...] | None
 
 
 @dataclass(frozen=True)
 class SyncRequest:
+    """Bring target groups in line with running tasks."""
+
     services: tuple[str, ...] | None
 
 
@@ -81,15 +89,20 @@ class TaskStateChange:
     private_ip: str | None = None
 
 
-Command = (
-    StartRequest
-    | StopRequest
-    | StatusRequest
-    | SyncRequest
-    | ReapRequest
-    | TaskStateChange
-    | WakeRequest
-)
+if TYPE_CHECKING:  # the ALB's modules are imported only for an ALB event
+    from typing import TypeAlias
+
+    from start_engines.alb_request import WakeRequest
+
+    Command: TypeAlias = (
+        StartRequest
+        | StopRequest
+        | StatusRequest
+        | SyncRequest
+        | ReapRequest
+        | TaskStateChange
+        | WakeRequest
+    )
 
 START_TYPES = frozenset({"Start ECS Task"})
 STOP_TYPES = frozenset({"Stop ECS Task", "Stop ECS Tasks"})
@@ -110,8 +123,15 @@ Via = Literal["eventbridge", "direct", "api-v1", "api-v2", "alb", "schedule", "e
 
 @dataclass(frozen=True)
 class Invocation:
+    """A command and the front door it came through."""
+
     command: Command
     via: Via
+
+
+def is_alb_event(event: Mapping[str, Any]) -> bool:
+    context = event.get("requestContext")
+    return isinstance(context, Mapping) and "elb" in context
 
 
 def detect(event: object) -> Via:
@@ -139,6 +159,8 @@ def parse_invocation(event: object) -> Invocation:
         assert isinstance(event, Mapping)
         return Invocation(_parse_api(event, via), via)
     if via == "alb":
+        from start_engines.alb_request import parse_alb
+
         assert isinstance(event, Mapping)
         return Invocation(parse_alb(event), via)
     if via == "schedule":
@@ -153,7 +175,7 @@ START_KEYS = SELECT_KEYS | {"waitForHealthy", "count", "force", "overrides", "re
 MAX_REQUESTER = 128
 TEXT_OVERRIDES = {"cluster", "taskDefinition", "taskRoleArn", "executionRoleArn"}
 LIST_OVERRIDES = {"targetGroupArns", "subnets", "securityGroups", "command"}
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,254}$"
 MAX_OVERRIDE_TEXT = 2048
 MAX_OVERRIDE_ITEMS = 100
 STOP_KEYS = SELECT_KEYS | {"taskId", "includeForeign", "waitForDraining", "reason"}
@@ -220,7 +242,7 @@ def _parse_action(event: Mapping[str, Any]) -> Command:
     return _command(action, options, "payload", event_id, extra=frozenset({"async"}))
 
 
-ROUTES = re.compile(r"^/engines(?:/(?P<service>[^/]+)(?:/(?P<verb>start|stop))?)?/?$")
+ROUTES = r"^/engines(?:/(?P<service>[^/]+)(?:/(?P<verb>start|stop))?)?/?$"
 
 
 def _parse_api(event: Mapping[str, Any], via: Via) -> Command:
@@ -238,7 +260,7 @@ def _parse_api(event: Mapping[str, Any], via: Via) -> Command:
         raise BadEvent("the request has no method or path", field="path")
     if "/engines" in path and not path.startswith("/engines"):
         path = path[path.index("/engines") :]  # a stage name in front of the route
-    match = ROUTES.match(path)
+    match = re.match(ROUTES, path)
     if not match:
         raise RouteNotFound(
             f"no route {describe_name(path)}; routes are /engines, /engines/{{service}}, /engines/{{service}}/start|stop",
@@ -346,7 +368,7 @@ def _command(
         services, _ = _services(fields, where, required=False)
         task_id = fields.get("taskId")
         if task_id is not None:
-            if not isinstance(task_id, str) or not TASK_ID.match(task_id):
+            if not isinstance(task_id, str) or not re.match(TASK_ID, task_id):
                 raise BadEvent(
                     f"{where}.taskId must be an ECS task id or ARN", field=f"{where}.taskId"
                 )
@@ -415,7 +437,7 @@ def _override_value(name: str, item: object, where: str) -> Any:
         for key, value in item.items():
             if (
                 not isinstance(key, str)
-                or not ENV_NAME.match(key)
+                or not re.match(ENV_NAME, key)
                 or not isinstance(value, str)
                 or len(value) > MAX_OVERRIDE_TEXT
             ):

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Context:
+    """What every use case works with: AWS handlers, settings, clock."""
+
     ecs: ECSHandler
     targets: TargetGroupHandler
     settings: Settings

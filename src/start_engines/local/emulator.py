@@ -111,13 +111,14 @@ class Emulator:
             os.environ.update(self.provisioned.environ())
 
     def clients(self) -> Clients:
-        import boto3
+        import botocore.session
 
-        session = boto3.Session(
-            region_name=REGION,
-            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-            aws_session_token=CREDENTIALS["AWS_SESSION_TOKEN"],
+        session = botocore.session.get_session()
+        session.set_config_variable("region", REGION)
+        session.set_credentials(
+            CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            CREDENTIALS["AWS_SESSION_TOKEN"],
         )
         return Clients(session=session, endpoint_url=self.endpoint_url)
 
