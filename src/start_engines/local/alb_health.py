@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 INITIAL, HEALTHY, UNHEALTHY = "initial", "healthy", "unhealthy"
+EPSILON = 1e-6  # a check due within this of now has happened (clock sums are floats)
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ class HealthChecks:
                 if checked.last is None
                 else checked.last + interval
             )
-            if due > now:
+            if due > now + EPSILON:
                 return checked
             self._check(checked, self.serving(target_id, due), due, healthy_after, unhealthy_after)
 
