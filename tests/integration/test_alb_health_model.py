@@ -82,7 +82,7 @@ def running_target(aws: Emulator, clock: ManualClock, group: str) -> tuple[str, 
 def test_first_check_comes_after_the_registration_delay(
     aws: Emulator, clock: ManualClock, group: str
 ) -> None:
-    arn, ip = start_task(aws)
+    _, ip = start_task(aws)
     clock.advance(START_SECONDS + 0.5)
     register(aws, group, ip)
     assert health(aws, group) == {ip: REGISTERING}
@@ -92,9 +92,7 @@ def test_first_check_comes_after_the_registration_delay(
     assert health(aws, group) == {ip: HEALTHY}
 
 
-def test_one_pass_makes_a_new_target_healthy(
-    aws: Emulator, clock: ManualClock, group: str
-) -> None:
+def test_one_pass_makes_a_new_target_healthy(aws: Emulator, clock: ManualClock, group: str) -> None:
     aws.clients().elbv2.modify_target_group(TargetGroupArn=group, HealthyThresholdCount=5)
     running_target(aws, clock, group)  # at its first check, not its fifth
 
@@ -115,7 +113,7 @@ def test_interval_is_the_groups(aws: Emulator, clock: ManualClock, group: str) -
 def test_interval_change_applies_after_the_checks_already_due(
     aws: Emulator, clock: ManualClock, group: str
 ) -> None:
-    arn, ip = start_task(aws, running_after=DELAY + 2)
+    _, ip = start_task(aws, running_after=DELAY + 2)
     register(aws, group, ip)
     clock.advance(DELAY + INTERVAL)  # checks at +10 (failed) and +15 (passed), nobody asked
     aws.clients().elbv2.modify_target_group(TargetGroupArn=group, HealthCheckIntervalSeconds=60)
