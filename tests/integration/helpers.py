@@ -8,6 +8,7 @@ from typing import Any
 from start_engines.local import Emulator, ManualClock
 from start_engines.local.ecs_events import task_state_change
 from start_engines.local.lifecycle import STOP_STEP_SECONDS
+from start_engines.local.provision import DEREGISTRATION_DELAY
 
 
 def targets(aws: Emulator, engine: str, arn: str | None = None) -> list[tuple[str, int, str]]:
@@ -30,6 +31,12 @@ def finish_stop(aws: Emulator, clock: ManualClock) -> None:
     """Move the clock past a StopTask: the container's grace, then DEACTIVATING, STOPPING and
     DEPROVISIONING, and a step to spare. The task reads STOPPED on the next DescribeTasks."""
     clock.advance(aws.lifecycle.stop_seconds + 4 * STOP_STEP_SECONDS)
+
+
+def past_draining(clock: ManualClock) -> None:
+    """Move the clock past the engines' deregistration delay: deregistered targets are gone
+    from DescribeTargetHealth, no longer `draining`."""
+    clock.advance(DEREGISTRATION_DELAY)
 
 
 def live_tasks(aws: Emulator, cluster: str) -> list[str]:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from start_engines.local.provision import DEREGISTRATION_DELAY, HEALTH_CHECK_INTERVAL
 from tests.conftest import HEALTH_SECONDS, START_SECONDS
 from tests.integration.helpers import create_target_group, run_foreign_task
 
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 CLUSTER = "auth-cluster"
 FAMILY = "auth-api-task"
 PORT = 8080
-INTERVAL = 5.0  # provision.py's HealthCheckIntervalSeconds
+INTERVAL = float(HEALTH_CHECK_INTERVAL)
 DELAY = HEALTH_SECONDS  # the emulator's registration delay in these tests
 REGISTERING = ("initial", "Elb.RegistrationInProgress")
 FIRST_CHECKS = ("initial", "Elb.InitialHealthChecking")
@@ -42,7 +43,9 @@ def group(aws: Emulator) -> Iterator[str]:
     )
     elbv2.modify_target_group_attributes(
         TargetGroupArn=arn,
-        Attributes=[{"Key": "deregistration_delay.timeout_seconds", "Value": "10"}],
+        Attributes=[
+            {"Key": "deregistration_delay.timeout_seconds", "Value": str(DEREGISTRATION_DELAY)}
+        ],
     )
 
 
