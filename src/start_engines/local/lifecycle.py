@@ -145,7 +145,10 @@ class Lifecycle:
         with self._lock:
             plans = [p for p in self.plans.values() if p.ip == ip]
             # a task stopped since is judged as it was before StopTask
-            before = [replace(p, stop_at=None) if at < (p.stop_at or at) else p for p in plans]
+            before = [
+                replace(p, stop_at=None) if p.stop_at is not None and at < p.stop_at else p
+                for p in plans
+            ]
             return any(status_at(p, at) == "RUNNING" for p in before)
 
     def is_running(self, task_arn: str) -> bool:
