@@ -75,9 +75,16 @@ def run_foreign_task(aws: Emulator, cluster: str, family: str) -> str:
 
 def create_target_group(aws: Emulator, name: str, port: int = 8080, protocol: str = "HTTP") -> str:
     assert aws.provisioned is not None
-    arn: str = aws.clients().elbv2.create_target_group(
+    elbv2 = aws.clients().elbv2
+    arn: str = elbv2.create_target_group(
         Name=name, Protocol=protocol, Port=port, VpcId=aws.provisioned.vpc_id, TargetType="ip"
     )["TargetGroups"][0]["TargetGroupArn"]
+    elbv2.modify_target_group_attributes(  # drains as the engines' groups do
+        TargetGroupArn=arn,
+        Attributes=[
+            {"Key": "deregistration_delay.timeout_seconds", "Value": str(DEREGISTRATION_DELAY)}
+        ],
+    )
     return arn
 
 

@@ -445,7 +445,9 @@ def test_task_state_entry_point_refuses_other_events(aws: Emulator, clock: Manua
 # --- sync ------------------------------------------------------------------------------
 
 
-def test_sync_removes_stale_and_registers_missing(aws: Emulator, invoke: Invoke) -> None:
+def test_sync_removes_stale_and_registers_missing(
+    aws: Emulator, invoke: Invoke, clock: ManualClock
+) -> None:
     dead = invoke(start_event("auth"))["body"]
     aws.lifecycle.kill(dead["taskArn"])  # dies; its STOPPED event never arrives
     started = invoke({**start_event("auth"), "id": "second"})["body"]
@@ -465,6 +467,7 @@ def test_sync_removes_stale_and_registers_missing(aws: Emulator, invoke: Invoke)
     # a target of no task of ours (an ECS service sharing the group, say) is left alone
     assert [(c["ip"], c["port"]) for c in result["foreign"]] == [("10.0.9.9", 8080)]
     assert response["body"]["changes"] == 2
+    past_draining(clock)  # the dead task's target drained
     assert sorted(t[:2] for t in targets(aws, "auth")) == sorted(
         [(started["privateIp"], 8080), ("10.0.9.9", 8080)]
     )

@@ -325,7 +325,7 @@ class Lifecycle:
 
     def _draining(self, group: Any, target_id: str) -> bool:
         at = self.deregistered_at.get((group.arn, target_id))
-        if at is None:
+        if at is None or group.target_type == "lambda":  # a function never drains
             return False
         delay = self.drain_seconds
         if delay is None:
