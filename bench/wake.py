@@ -53,9 +53,12 @@ def wake_figures(emu: Emulator, handler: Any, say: Any) -> dict[str, Any]:
                 time.sleep(float(headers.get("Retry-After", RETRY_AFTER)))  # the page's refresh
         emu.stop_delivering()
         (plan,) = lifecycle.plans.values()
-        registered = min(at for (_, ip), at in lifecycle.registered_at.items() if ip == plan.ip)
-        # the emulated ALB: healthy health_seconds after registration, once the task runs
-        ready = max(registered + lifecycle.health_seconds, plan.created + plan.running_after)
+        # the emulated ALB: the health check that first found the task's app listening
+        ready = min(
+            checked.healthy_at
+            for (_, ip), checked in lifecycle.health.targets.items()
+            if ip == plan.ip and checked.healthy_at is not None
+        )
         healthy.append(ready - first)
     return {"wake": (answers, healthy, waiting)}
 

@@ -8,6 +8,7 @@ from typing import Any
 from start_engines.local import Emulator, ManualClock
 from start_engines.local.ecs_events import task_state_change
 from start_engines.local.lifecycle import STOP_STEP_SECONDS
+from start_engines.local.provision import DEREGISTRATION_DELAY
 
 
 def targets(aws: Emulator, engine: str, arn: str | None = None) -> list[tuple[str, int, str]]:
@@ -30,6 +31,12 @@ def finish_stop(aws: Emulator, clock: ManualClock) -> None:
     """Move the clock past a StopTask: the container's grace, then DEACTIVATING, STOPPING and
     DEPROVISIONING, and a step to spare. The task reads STOPPED on the next DescribeTasks."""
     clock.advance(aws.lifecycle.stop_seconds + 4 * STOP_STEP_SECONDS)
+
+
+def past_draining(clock: ManualClock) -> None:
+    """Move the clock past the engines' deregistration delay: deregistered targets are gone
+    from DescribeTargetHealth, no longer `draining`."""
+    clock.advance(DEREGISTRATION_DELAY)
 
 
 def live_tasks(aws: Emulator, cluster: str) -> list[str]:
@@ -68,9 +75,16 @@ def run_foreign_task(aws: Emulator, cluster: str, family: str) -> str:
 
 def create_target_group(aws: Emulator, name: str, port: int = 8080, protocol: str = "HTTP") -> str:
     assert aws.provisioned is not None
-    arn: str = aws.clients().elbv2.create_target_group(
+    elbv2 = aws.clients().elbv2
+    arn: str = elbv2.create_target_group(
         Name=name, Protocol=protocol, Port=port, VpcId=aws.provisioned.vpc_id, TargetType="ip"
     )["TargetGroups"][0]["TargetGroupArn"]
+    elbv2.modify_target_group_attributes(  # drains as the engines' groups do
+        TargetGroupArn=arn,
+        Attributes=[
+            {"Key": "deregistration_delay.timeout_seconds", "Value": str(DEREGISTRATION_DELAY)}
+        ],
+    )
     return arn
 
 

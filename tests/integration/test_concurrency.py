@@ -16,6 +16,7 @@ from tests.integration.helpers import (
     lease,
     live_tasks,
     mutations,
+    past_draining,
     reap_event,
     settle_and_check_owners,
     state_change_event,
@@ -333,6 +334,7 @@ def test_an_impostor_with_a_forged_engine_tag_is_foreign_everywhere(
     assert started["taskArn"] != impostor
     invoke(stop_event("auth"))
     assert task(aws, "pdf-cluster", impostor)["desiredStatus"] == "RUNNING"
+    past_draining(clock)
     assert targets(aws, "auth") == []
     assert targets(aws, "pdf") == []
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from start_engines.local.lifecycle import STOP_STEP_SECONDS
+from start_engines.local.provision import HEALTH_CHECK_INTERVAL
 from tests.conftest import START_SECONDS, STOP_SECONDS
 from tests.integration.helpers import finish_stop, run_foreign_task, targets
 
@@ -145,6 +146,8 @@ def test_target_stays_healthy_while_the_stopping_task_still_runs(
     assert targets(aws, "auth") == [(ip, 8080, "healthy")]
     clock.advance(DEACTIVATING_MIDDLE - GRACE_MIDDLE)
     assert one(aws, arn)["lastStatus"] == "DEACTIVATING"
+    assert targets(aws, "auth") == [(ip, 8080, "healthy")]  # until its checks fail
+    clock.advance(2 * HEALTH_CHECK_INTERVAL)  # UnhealthyThresholdCount (2) failed checks
     assert targets(aws, "auth") == [(ip, 8080, "unhealthy")]
 
 

@@ -27,6 +27,7 @@ from tests.conftest import load_event, start_event
 from tests.integration.helpers import (
     create_target_group,
     finish_stop,
+    past_draining,
     state_change_event,
     targets,
     task,
@@ -167,6 +168,7 @@ def test_register_fails_because_the_group_was_deleted(
         "STOPPED",
         "start-engines: start failed (TargetGroupNotFound)",
     )
+    past_draining(clock)  # the stopped task's target drained
     assert_nothing_orphaned(aws)
     finish_stop(aws, clock)
     assert task(aws, "pdf-cluster", body["taskArn"])["lastStatus"] == "STOPPED"

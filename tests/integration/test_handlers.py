@@ -10,7 +10,7 @@ from start_engines.ecs_handler import ECSHandler
 from start_engines.errors import StartTimeout, TargetGroupNotFound, TaskStopped
 from start_engines.local import Emulator, ManualClock
 from start_engines.target_group_handler import TargetGroupHandler
-from tests.integration.helpers import finish_stop
+from tests.integration.helpers import finish_stop, past_draining
 
 
 def test_stop_task_is_idempotent(aws: Emulator, clock: ManualClock) -> None:
@@ -28,12 +28,13 @@ def test_stop_task_is_idempotent(aws: Emulator, clock: ManualClock) -> None:
     assert ecs.list_tasks(engine.cluster) == []
 
 
-def test_deregister_is_idempotent(aws: Emulator) -> None:
+def test_deregister_is_idempotent(aws: Emulator, clock: ManualClock) -> None:
     elbv2 = TargetGroupHandler(aws.clients().elbv2)
     arn = get_service_config("auth").target_group_arn
     assert elbv2.register_target([arn], "10.0.1.5", 8080) == [arn]
     assert elbv2.deregister_target([arn], "10.0.1.5", 8080) == [arn]
     assert elbv2.deregister_target([arn], "10.0.1.5", 8080) == []
+    past_draining(clock)
     assert elbv2.get_target_health(arn) == []
 
 

@@ -17,6 +17,7 @@ from tests.integration.helpers import (
     finish_stop,
     live_tasks,
     mutations,
+    past_draining,
     run_foreign_task,
     state_change_event,
     targets,
@@ -56,7 +57,6 @@ def test_stop_deregisters_first_then_stops_only_ours(
     assert response["body"]["targetsDeregistered"] == 1
     kinds = [kind for kind, _ in aws.lifecycle.mutations]
     assert kinds == ["DeregisterTargets", "StopTask"]
-    assert targets(aws, "auth") == []
     stopping = task(aws, "auth-cluster", started["taskArn"])
     assert (stopping["desiredStatus"], stopping["stoppedReason"]) == (
         "STOPPED",
@@ -68,6 +68,8 @@ def test_stop_deregisters_first_then_stops_only_ours(
     assert (
         task(aws, "auth-cluster", started["taskArn"])["stoppedReason"] == "stopped by start-engines"
     )
+    past_draining(clock)
+    assert targets(aws, "auth") == []
     assert live_tasks(aws, "auth-cluster") == [foreign]
 
 
@@ -112,7 +114,10 @@ def test_stop_one_task_by_id(aws: Emulator, invoke: Invoke) -> None:
     response = invoke(event("Stop ECS Task", service="auth", taskId=second["taskId"]))
     assert by_service(response["body"])["auth"]["taskIds"] == [second["taskId"]]
     assert live_tasks(aws, "auth-cluster") == [first["taskArn"]]
-    assert targets(aws, "auth") == [(first["privateIp"], 8080, "initial")]
+    assert targets(aws, "auth") == [
+        (first["privateIp"], 8080, "initial"),
+        (second["privateIp"], 8080, "draining"),  # for the group's deregistration delay
+    ]
 
 
 def test_stop_unknown_task_id_is_404(aws: Emulator, invoke: Invoke) -> None:
@@ -386,6 +391,7 @@ def test_task_killed_outside_then_stopped_event_leaves_no_target(
     assert stopped["detail"]["lastStatus"] == "STOPPED"
     response = state_change(aws, clock, stopped)
     assert response["body"]["action"] == "deregistered"
+    past_draining(clock)
     assert targets(aws, "auth") == []
     again = state_change(aws, clock, stopped)  # delivered twice
     assert again["body"]["action"] == "already-deregistered"
@@ -417,6 +423,7 @@ def test_late_running_event_after_stop_does_not_register(
     response = state_change(aws, clock, running)  # arrives after the task died
     assert response["body"]["lastStatus"] == "STOPPED"
     assert response["body"]["action"] == "deregistered"
+    past_draining(clock)
     assert targets(aws, "pdf") == []
 
 
@@ -438,7 +445,9 @@ def test_task_state_entry_point_refuses_other_events(aws: Emulator, clock: Manua
 # --- sync ------------------------------------------------------------------------------
 
 
-def test_sync_removes_stale_and_registers_missing(aws: Emulator, invoke: Invoke) -> None:
+def test_sync_removes_stale_and_registers_missing(
+    aws: Emulator, invoke: Invoke, clock: ManualClock
+) -> None:
     dead = invoke(start_event("auth"))["body"]
     aws.lifecycle.kill(dead["taskArn"])  # dies; its STOPPED event never arrives
     started = invoke({**start_event("auth"), "id": "second"})["body"]
@@ -458,6 +467,7 @@ def test_sync_removes_stale_and_registers_missing(aws: Emulator, invoke: Invoke)
     # a target of no task of ours (an ECS service sharing the group, say) is left alone
     assert [(c["ip"], c["port"]) for c in result["foreign"]] == [("10.0.9.9", 8080)]
     assert response["body"]["changes"] == 2
+    past_draining(clock)  # the dead task's target drained
     assert sorted(t[:2] for t in targets(aws, "auth")) == sorted(
         [(started["privateIp"], 8080), ("10.0.9.9", 8080)]
     )
@@ -502,4 +512,5 @@ def test_every_operation_acts_on_every_target_group(
 
     stopped = by_service(invoke(event("Stop ECS Task", service="fa"))["body"])["fa"]
     assert stopped["targetsDeregistered"] == 2
+    past_draining(clock)
     assert targets(aws, "fa", alb) == targets(aws, "fa", nlb) == []

@@ -14,7 +14,13 @@ from start_engines.engines import Engines
 from start_engines.local import Emulator, ManualClock
 from start_engines.local.context import LambdaContext
 from tests.conftest import start_event
-from tests.integration.helpers import EventCapture, live_tasks, state_change_event, targets
+from tests.integration.helpers import (
+    EventCapture,
+    live_tasks,
+    past_draining,
+    state_change_event,
+    targets,
+)
 
 Invoke = Any
 
@@ -67,6 +73,7 @@ def test_waiting_for_health_in_an_unserved_zone_fails_at_once(
     assert clock.now() - before < 30.0  # not the 120 s health timeout
     assert response["body"]["cleanedUp"] is True
     assert live_tasks(aws, "auth-cluster") == []
+    past_draining(clock)
     assert targets(aws, "auth") == []
 
 

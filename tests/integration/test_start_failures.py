@@ -12,6 +12,7 @@ from tests.integration.helpers import (
     finish_stop,
     live_tasks,
     mutations,
+    past_draining,
     targets,
     task,
 )
@@ -30,10 +31,11 @@ def assert_nothing_left(
 ) -> None:
     stopping = task(aws, cluster, task_arn)
     assert (stopping["desiredStatus"], stopping["stoppedReason"]) == ("STOPPED", reason)
-    assert targets(aws, engine) == []
     assert live_tasks(aws, cluster) == []
     finish_stop(aws, clock)
     assert task(aws, cluster, task_arn)["lastStatus"] == "STOPPED"
+    past_draining(clock)  # the deregistered target drained
+    assert targets(aws, engine) == []
 
 
 def cleanup_reason(body: dict[str, Any]) -> str:

@@ -16,6 +16,7 @@ from tests.integration.helpers import (
     EventCapture,
     live_tasks,
     mutations,
+    past_draining,
     state_change_event,
     targets,
     task,
@@ -212,12 +213,15 @@ def test_state_machine_definition() -> None:
 # --- schedules -------------------------------------------------------------------------
 
 
-def test_scheduled_event_runs_housekeeping_sync(aws: Emulator, invoke: Invoke) -> None:
+def test_scheduled_event_runs_housekeeping_sync(
+    aws: Emulator, invoke: Invoke, clock: ManualClock
+) -> None:
     dead = invoke(start_event("users"))["body"]
     aws.lifecycle.kill(dead["taskArn"])  # its STOPPED event never came: a stale target
     response = invoke(load_event("scheduled-event.json"))
     assert response["statusCode"] == 200
     assert response["body"]["changes"] == 1
+    past_draining(clock)
     assert targets(aws, "users") == []
 
 

@@ -75,7 +75,8 @@ def sync_engine(ctx: Context, engine: EngineConfig) -> dict[str, Any]:
                 deregistered.append(change)
             else:
                 foreign.append(change)
-        present = {t.ip for t in current if t.port == engine.port}
+        # a draining target serves no new requests: register it again (ALB allows that)
+        present = {t.ip for t in current if t.port == engine.port and t.state != "draining"}
         for ip in sorted(set(running) - present):
             if not register_checked(ctx, engine, running[ip], ip, [arn]).being_stopped:
                 registered.append({"ip": ip, "port": engine.port, "targetGroupArn": arn})

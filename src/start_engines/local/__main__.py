@@ -34,7 +34,10 @@ def main(argv: list[str] | None = None) -> int:
         "--start-seconds", type=float, default=4.0, help="a task's time to RUNNING (4)"
     )
     parser.add_argument(
-        "--health-seconds", type=float, default=10.0, help="a new target's time to healthy (10)"
+        "--health-seconds",
+        type=float,
+        default=10.0,
+        help="ALB registration delay: to a new target's first health check (10)",
     )
     parser.add_argument(
         "--stop-seconds", type=float, default=2.0, help="a stopping task's grace (2)"

@@ -39,7 +39,9 @@ def _quiet_json_logs(out: TextIO) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--start-seconds", type=float, default=4.0, help="emulated Fargate start")
-    parser.add_argument("--health-seconds", type=float, default=10.0, help="emulated ALB checks")
+    parser.add_argument(
+        "--health-seconds", type=float, default=10.0, help="ALB registration delay (s)"
+    )
     parser.add_argument(
         "--json-logs", action="store_true", help="show the Lambda's JSON logs and EMF metrics"
     )

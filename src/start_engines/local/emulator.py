@@ -29,6 +29,10 @@ CREDENTIALS = {
 
 
 class Emulator:
+    """`start_seconds`: RunTask to RUNNING; `health_seconds`: ALB's registration delay, from
+    RegisterTargets to a target's first health check (then one every HealthCheckIntervalSeconds
+    of its group, see `alb_health`); `stop_seconds`: a stopping container's SIGTERM grace."""
+
     def __init__(
         self,
         clock: Clock | None = None,

@@ -5,16 +5,18 @@ PROVISIONING -> PENDING -> ACTIVATING -> RUNNING over `start_seconds` on a clock
 appears at PENDING, and it can be told to die during start-up. StopTask sets desiredStatus
 STOPPED at once; the task keeps its lastStatus for `stop_seconds` (its container's SIGTERM
 grace), then walks DEACTIVATING -> STOPPING -> DEPROVISIONING -> STOPPED. A new task can stay
-unseen by DescribeTasks and ListTasks for a while (eventual consistency). A registered target
-is `initial` for `health_seconds`, then `healthy` while a RUNNING task owns its IP, else
-`unhealthy`. Everything is patched onto moto's classes while installed.
+unseen by DescribeTasks and ListTasks for a while (eventual consistency). Registered targets
+are health-checked as ALB does (`alb_health`): first `health_seconds` (the registration delay)
+after RegisterTargets, then every HealthCheckIntervalSeconds of the group; a check passes while a
+RUNNING task owns the IP. A deregistered target is `draining` for the group's deregistration
+delay. Everything is patched onto moto's classes while installed.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 from start_engines.clock import Clock, SystemClock
+from start_engines.local.alb_health import HealthChecks
 
 DIED_REASON = "Essential container in task exited"
 NEVER = float("inf")
@@ -58,6 +61,9 @@ class NextTask:
 
 
 class Lifecycle:
+    """`health_seconds` is ALB's registration delay: from RegisterTargets to a target's first
+    health check (later checks follow the group's HealthCheckIntervalSeconds)."""
+
     def __init__(
         self,
         clock: Clock | None = None,
@@ -68,12 +74,13 @@ class Lifecycle:
         self.time = clock or SystemClock()
         self.clock = self.time.now
         self.start_seconds = start_seconds
-        self.health_seconds = health_seconds
         self.stop_seconds = stop_seconds
         self.plans: dict[str, TaskPlan] = {}
         self.registered_at: dict[tuple[str, str], float] = {}
         self.deregistered_at: dict[tuple[str, str], float] = {}
-        self.drain_seconds = 0.0  # how long a deregistered target stays `draining`
+        # how long a deregistered target stays `draining`; None: the group's deregistration delay
+        self.drain_seconds: float | None = None
+        self.health = HealthChecks(health_seconds, self.serving_at)
         self._next: dict[str | None, deque[NextTask]] = {}
         self._lock = threading.RLock()
         self._saved: list[tuple[type, str, Any]] = []
@@ -86,6 +93,15 @@ class Lifecycle:
         self.describe_calls: list[tuple[float, str, int]] = []
         self.list_calls: list[float] = []  # ListTasks calls, by clock reading
         self.api_calls: list[tuple[float, str]] = []  # ECS and ELB calls: (clock, action)
+
+    @property
+    def health_seconds(self) -> float:
+        """The registration delay: RegisterTargets to the target's first health check."""
+        return self.health.registration_delay
+
+    @health_seconds.setter
+    def health_seconds(self, seconds: float) -> None:
+        self.health.registration_delay = seconds
 
     # --- what tests and benchmarks steer ---------------------------------------------------
 
@@ -107,7 +123,8 @@ class Lifecycle:
             self.plans.clear()
             self.registered_at.clear()
             self.deregistered_at.clear()
-            self.drain_seconds = 0.0
+            self.health.clear()
+            self.drain_seconds = None
             self._next.clear()
             self.mutations.clear()
             self.describe_calls.clear()
@@ -122,6 +139,17 @@ class Lifecycle:
                 if plan.ip == ip and status_at(plan, now) == "RUNNING":
                     return arn
             return None
+
+    def serving_at(self, ip: str, at: float) -> bool:
+        """A task was RUNNING at `ip` at clock reading `at` (<= now): its app answered."""
+        with self._lock:
+            plans = [p for p in self.plans.values() if p.ip == ip]
+            # a task stopped since is judged as it was before StopTask
+            before = [
+                replace(p, stop_at=None) if p.stop_at is not None and at < p.stop_at else p
+                for p in plans
+            ]
+            return any(status_at(p, at) == "RUNNING" for p in before)
 
     def is_running(self, task_arn: str) -> bool:
         with self._lock:
@@ -152,6 +180,7 @@ class Lifecycle:
             (Group, "register", self._on_register),
             (Group, "deregister", self._on_deregister),
             (Group, "health_for", self._on_health_for),
+            (Elb, "modify_target_group", self._on_modify_target_group),
             (Elb, "describe_target_health", self._on_describe_target_health),
         ]
         for cls, name, hook in hooks:
@@ -200,10 +229,12 @@ class Lifecycle:
     def _on_register(self, original: Any, group: Any, targets: list[dict[str, Any]]) -> None:
         self.mutations.append(("RegisterTargets", group.arn))
         self.api_calls.append((self.clock(), "elbv2:RegisterTargets"))
+        new = [t["Id"] for t in targets if t["Id"] not in group.targets]
         original(group, targets)
         with self._lock:
-            for target in targets:
-                self.registered_at[(group.arn, target["Id"])] = self.clock()
+            for target_id in new:  # registering a registered target changes nothing
+                self.registered_at[(group.arn, target_id)] = self.clock()
+                self.health.register(group.arn, target_id, self.clock())
 
     def _on_deregister(self, original: Any, group: Any, targets: list[dict[str, Any]]) -> None:
         self.mutations.append(("DeregisterTargets", group.arn))
@@ -212,12 +243,13 @@ class Lifecycle:
         with self._lock:
             for target in targets:
                 self.deregistered_at[(group.arn, target["Id"])] = self.clock()
+                self.health.forget(group.arn, target["Id"])
 
     def _on_health_for(
         self, original: Any, group: Any, target: dict[str, Any], ec2_backend: Any
     ) -> Any:
         status = original(group, target, ec2_backend)
-        if target["Id"] not in group.targets and self._draining(group.arn, target["Id"]):
+        if target["Id"] not in group.targets and self._draining(group, target["Id"]):
             status.status = "draining"
             status.reason = "Target.DeregistrationInProgress"
             status.description = "Target deregistration is in progress"
@@ -236,8 +268,18 @@ class Lifecycle:
                     "Target is in an Availability Zone that is not enabled for the load balancer"
                 )
             else:
-                self._health(group.arn, status)
+                self._health(group, status)
         return status
+
+    def _on_modify_target_group(
+        self, original: Any, backend: Any, arn: str, *args: Any, **kwargs: Any
+    ) -> Any:
+        """Checks due before the change ran with the old settings: work them out first."""
+        group = backend.target_groups.get(arn)
+        with self._lock:
+            for target_id in list(group.targets) if group is not None else []:
+                self.health.catch_up(group, target_id, self.clock())
+        return original(backend, arn, *args, **kwargs)
 
     def _outside_served_zones(self, group: Any, ip: str, ec2_backend: Any) -> bool:
         """A task's IP in a subnet whose Availability Zone none of the group's load balancers
@@ -277,13 +319,18 @@ class Lifecycle:
                 if arn == target_group_arn
                 and target_id not in group.targets
                 and target_id in group.deregistered_targets
-                and self._draining(arn, target_id)
+                and self._draining(group, target_id)
             ]
         return original(backend, target_group_arn, targets)
 
-    def _draining(self, group_arn: str, target_id: str) -> bool:
-        at = self.deregistered_at.get((group_arn, target_id))
-        return at is not None and self.clock() - at < self.drain_seconds
+    def _draining(self, group: Any, target_id: str) -> bool:
+        at = self.deregistered_at.get((group.arn, target_id))
+        if at is None or group.target_type == "lambda":  # a function never drains
+            return False
+        delay = self.drain_seconds
+        if delay is None:
+            delay = float(group.attributes.get("deregistration_delay.timeout_seconds", 300))
+        return self.clock() - at < delay
 
     def uninstall(self) -> None:
         from moto.moto_api import state_manager
@@ -424,21 +471,19 @@ class Lifecycle:
             plan.stopped = True
             task.stopped_at = self.wall(stop_at + sum(s for _, s in stop_phases(plan)))
 
-    def _health(self, group_arn: str, status: Any) -> None:
-        """Rewrite a registered target's health: initial, then healthy only if a task runs there."""
-        registered = self.registered_at.get((group_arn, status.instance_id))
-        if registered is not None and self.clock() - registered < self.health_seconds:
-            status.status = "initial"
-            status.reason = "Elb.RegistrationInProgress"
-            status.description = "Target registration is in progress"
+    def _health(self, group: Any, status: Any) -> None:
+        """Rewrite a registered target's health with the health-check model's verdict."""
+        if not group.health_check_enabled:
+            status.status = "unavailable"
+            status.reason = "Target.HealthCheckDisabled"
+            status.description = "Health checks are disabled"
             return
-        now = self.clock()
-        # a stopping task still serves until it leaves RUNNING
-        running_ips = {p.ip for p in self.plans.values() if status_at(p, now) == "RUNNING"}
-        if status.instance_id not in running_ips:
-            status.status = "unhealthy"
-            status.reason = "Target.FailedHealthChecks"
-            status.description = "Health checks failed"
+        verdict = self.health.verdict(group, status.instance_id, self.clock())
+        status.status, status.reason, status.description = (
+            verdict.state,
+            verdict.reason,
+            verdict.description,
+        )
 
 
 def status_at(plan: TaskPlan, now: float) -> str:

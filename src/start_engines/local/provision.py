@@ -20,6 +20,8 @@ ACCOUNT_ROLE = "arn:aws:iam::123456789012:role/{}"
 LEASE_TABLE = "start-engines-leases"
 # The function as deployed; here the front door calls lambda_handler in-process for it.
 FUNCTION_ARN = "arn:aws:lambda:us-east-2:123456789012:function:start-engines-start"
+HEALTH_CHECK_INTERVAL = 5  # the engines' groups' HealthCheckIntervalSeconds
+DEREGISTRATION_DELAY = 10  # seconds a deregistered target of the engines' groups drains
 ENGINE_SPECS = {
     name: (spec["cluster"], spec["taskDefinition"], int(spec["port"]))
     for name, spec in SERVICE_MAPPINGS.items()
@@ -55,7 +57,9 @@ class Provisioned:
 
 
 def provision(
-    clients: Clients, health_check_interval: int = 5, wakeable: tuple[str, ...] = ()
+    clients: Clients,
+    health_check_interval: int = HEALTH_CHECK_INTERVAL,
+    wakeable: tuple[str, ...] = (),
 ) -> Provisioned:
     """The five engines; those in `wakeable` sleep behind the wake target group, as
     infra/alb.yaml's WakeableEngines deploys them."""
@@ -106,7 +110,9 @@ def provision(
         )["TargetGroups"][0]["TargetGroupArn"]
         elbv2.modify_target_group_attributes(
             TargetGroupArn=arn,
-            Attributes=[{"Key": "deregistration_delay.timeout_seconds", "Value": "10"}],
+            Attributes=[
+                {"Key": "deregistration_delay.timeout_seconds", "Value": str(DEREGISTRATION_DELAY)}
+            ],
         )
         rules[engine] = elbv2.create_rule(
             ListenerArn=listener_arn,
