@@ -97,6 +97,8 @@ def seed_timings(emu: Emulator) -> list[dict[str, float]]:
         if not registered:
             continue
         running = plan.created + plan.running_after
+        # the emulated ALB's first check comes health_seconds after registration; the seed
+        # registers only at RUNNING, so that first check passes
         healthy = max(min(registered) + lifecycle.health_seconds, running)
         found.append(
             {

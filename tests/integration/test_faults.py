@@ -141,7 +141,7 @@ def test_run_task_failures(
     assert_nothing_orphaned(aws)
 
 
-def test_task_stops_during_start(aws: Emulator, invoke: Invoke) -> None:
+def test_task_stops_during_start(aws: Emulator, invoke: Invoke, clock: ManualClock) -> None:
     aws.lifecycle.plan_next(
         dies_after=3.0, exit_code=137, reason="Essential container in task exited"
     )
@@ -150,6 +150,8 @@ def test_task_stops_during_start(aws: Emulator, invoke: Invoke) -> None:
     assert body["stoppedReason"] == "Essential container in task exited"
     assert body["exitCodes"] == {"batch-app": 137}
     assert body["cleanedUp"] is True
+    assert body["targetsRemoved"]  # it was registered at its IP, before it died
+    past_draining(clock)
     assert_nothing_orphaned(aws)
 
 
@@ -189,6 +191,7 @@ def test_lambda_deadline_mid_wait_answers_in_time_and_stops_the_task(
         "STOPPED",
         f"start-engines: start failed ({response['body']['errorType']})",
     )
+    past_draining(clock)  # registered at its IP: its target drains
     assert_nothing_orphaned(aws)
     finish_stop(aws, clock)
     assert task(aws, "users-cluster", response["body"]["taskArn"])["lastStatus"] == "STOPPED"

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from start_engines import lambda_function
+from start_engines.config import load_settings
 from start_engines.local import Emulator, ManualClock
 from start_engines.local.context import LambdaContext
 from tests.conftest import start_event
@@ -353,7 +354,10 @@ def test_several_engines_one_describe_per_cluster(
     )
     assert {cluster for _, cluster, _ in polls} == {"auth-cluster", "fa-cluster"}
     elapsed = polls[-1][0] - polls[0][0]
-    assert len(polls) <= 1 + 1.5 * elapsed  # within the per-invocation DescribeTasks budget
+    rate = load_settings().describe_rate  # DESCRIBE_TASKS_PER_SECOND
+    assert len(polls) <= 1 + rate * elapsed  # within the per-invocation DescribeTasks budget
+    times = [at for at, _, _ in polls]
+    assert all(sum(1 for t in times if at <= t < at + 1.0) <= rate for at in times)
 
 
 def test_one_failure_does_not_stop_the_others(aws: Emulator, invoke: Invoke) -> None:
