@@ -161,7 +161,8 @@ def wake_story(emu: Emulator, out: TextIO, began: float) -> bool:
         time.sleep(3.5)  # idle for idleMinutes (3 s here): no request reached pdf since
         print(
             "\nNo more requests; the scheduled reaper runs (pdf's idleMinutes is 3 s here, 30 "
-            "min by default):",
+            "min by default), and drains pdf's target before it stops the task (the group's "
+            "10 s deregistration delay):",
             file=out,
         )
         reap = {"source": "aws.events", "detail-type": "Reap Idle Engines", "detail": {}}
