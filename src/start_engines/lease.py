@@ -11,6 +11,8 @@ Items (partition key `pk`, TTL attribute `expiresAt` in epoch seconds):
 - `wake#<engine>`: when the first request woke the engine, until its rule is switched.
 - `event#<event id>#<engine>`: the tasks an event started, so a redelivered event (or one with
   `force`/`count`) never starts more.
+- `task#<task arn>`: a task's state as the task-state entry point last read it (pushed by
+  its events), so a start learns it without DescribeTasks. Newer versions only.
 DynamoDB calls only; ClientError stops here.
 """
 
@@ -28,10 +30,14 @@ if TYPE_CHECKING:
 
     from mypy_boto3_dynamodb import DynamoDBClient
 
+    from start_engines.ecs_handler import TaskInfo
+
 logger = logging.getLogger(__name__)
 
 EVENT_RECORD_SECONDS = 24 * 3600
 WAKE_RECORD_SECONDS = 3600
+TASK_RECORD_SECONDS = 3600
+BATCH_GET_KEYS = 100  # BatchGetItem's limit
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,20 @@ class LeaseHolder:
 
 
 HELD, PREEMPTED, LOST = "held", "preempted", "lost"
+
+
+@dataclass(frozen=True)
+class TaskState:
+    """A task as the task-state entry point read it. `seen_at` (epoch seconds) is when that
+    DescribeTasks began: the state is at least that fresh."""
+
+    arn: str
+    last_status: str
+    desired_status: str
+    version: int
+    seen_at: float
+    private_ip: str | None = None
+    stopping: str | None = None
 
 
 class Lease:
@@ -266,6 +286,57 @@ class Lease:
         item = self._get(f"event#{event_id}#{engine}", engine)
         return tuple(item.get("taskArns", {}).get("SS", [])) if item else ()
 
+    def record_task_state(self, task: TaskInfo, seen_at: datetime, now: datetime) -> bool:
+        """Record what a DescribeTasks that began at `seen_at` showed of the task, unless a
+        newer look is recorded (events come out of order). True if written."""
+        item: dict[str, Any] = {
+            "pk": {"S": f"task#{task.arn}"},
+            "lastStatus": {"S": task.last_status},
+            "desiredStatus": {"S": task.desired_status},
+            "version": {"N": str(task.version)},
+            "seenAt": {"N": f"{seen_at.timestamp():.3f}"},
+            "writtenAt": {"N": f"{now.timestamp():.3f}"},
+            "expiresAt": {"N": f"{now.timestamp() + TASK_RECORD_SECONDS:.0f}"},
+        }
+        if task.private_ip:
+            item["privateIp"] = {"S": task.private_ip}
+        if task.stopping:
+            item["stopping"] = {"S": task.stopping}
+        try:
+            self._dynamodb.put_item(
+                TableName=self.table,
+                Item=item,
+                ConditionExpression=(
+                    "attribute_not_exists(pk) OR #version < :version "
+                    "OR (#version = :version AND seenAt < :seen)"
+                ),
+                ExpressionAttributeNames={"#version": "version"},
+                ExpressionAttributeValues={":version": item["version"], ":seen": item["seenAt"]},
+            )
+        except AWS_ERRORS as exc:
+            if has_code(exc, "ConditionalCheckFailedException"):
+                return False
+            raise translate(exc, f"PutItem task#{task.id}", service=task.engine) from exc
+        return True
+
+    def task_states(self, arns: Sequence[str]) -> dict[str, TaskState]:
+        """The recorded states of these tasks (consistent reads), by ARN; absent if none."""
+        found: dict[str, TaskState] = {}
+        keys = [{"pk": {"S": f"task#{arn}"}} for arn in dict.fromkeys(arns)]
+        while keys:
+            batch, keys = keys[:BATCH_GET_KEYS], keys[BATCH_GET_KEYS:]
+            try:
+                response = self._dynamodb.batch_get_item(
+                    RequestItems={self.table: {"Keys": batch, "ConsistentRead": True}}
+                )
+            except AWS_ERRORS as exc:
+                raise translate(exc, f"BatchGetItem task# in {self.table}") from exc
+            for item in response.get("Responses", {}).get(self.table, []):
+                state = _task_state(item)
+                found[state.arn] = state
+            # throttled keys are simply not seen this round: the start polls them instead
+        return found
+
     def _get(self, key: str, engine: str) -> dict[str, Any] | None:
         try:
             response = self._dynamodb.get_item(
@@ -305,3 +376,15 @@ class Lease:
                 return False
             raise translate(exc, f"{action} lease#{engine}", service=engine) from exc
         return True
+
+
+def _task_state(item: dict[str, Any]) -> TaskState:
+    return TaskState(
+        arn=item["pk"]["S"].removeprefix("task#"),
+        last_status=item["lastStatus"]["S"],
+        desired_status=item["desiredStatus"]["S"],
+        version=int(item["version"]["N"]),
+        seen_at=float(item["seenAt"]["N"]),
+        private_ip=item.get("privateIp", {}).get("S"),
+        stopping=item.get("stopping", {}).get("S"),
+    )

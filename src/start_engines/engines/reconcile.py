@@ -41,6 +41,7 @@ def on_task_state_change(ctx: Context, change: TaskStateChange, deadline: Deadli
     cluster = change.cluster_arn.rsplit("/", 1)[-1]
     if cluster not in ctx.engine_clusters():
         return Outcome(200, {**base, "action": "ignored", "reason": "not an engine's cluster"})
+    seen_at = ctx.clock.wall()  # before the look: what it shows is at least this fresh
     current = ctx.ecs.describe(cluster, [change.task_arn]).get(change.task_arn)
     engine = ctx.engine_of(current, cluster, change.task_definition_arn)
     if engine is None:
@@ -48,6 +49,8 @@ def on_task_state_change(ctx: Context, change: TaskStateChange, deadline: Deadli
         return Outcome(
             200, {**base, "action": "ignored", "reason": "no configured engine for this task"}
         )
+    if ctx.lease is not None and current is not None:  # pushed: a start reads it, not ECS
+        ctx.lease.record_task_state(current, seen_at, ctx.clock.wall())
     base.update(
         service=engine.name,
         lastStatus=current.last_status if current else "MISSING",

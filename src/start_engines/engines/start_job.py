@@ -59,6 +59,7 @@ class StartJob:
     tasks: dict[str, TaskInfo] = field(default_factory=dict)  # watched, by ARN
     started: list[str] = field(default_factory=list)  # ARNs this invocation ran
     ips: dict[str, str] = field(default_factory=dict)
+    registered_at: dict[str, float] = field(default_factory=dict)  # by ARN: epoch seconds
     health: dict[str, dict[str, str]] = field(default_factory=dict)  # task ARN -> group -> state
     timings: dict[str, float] = field(default_factory=dict)
     reused: bool = False

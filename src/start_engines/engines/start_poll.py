@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import TYPE_CHECKING
 
 from start_engines import checkpoints
@@ -46,6 +47,8 @@ def poll_tasks(
         if job.state is JobState.WATCH and all(t.is_running for t in job.tasks.values())
         for t in job.tasks.values()
     }
+    if ctx.lease is not None:
+        seen.update(pushed(ctx, jobs, seen))
     waiting = [job for job in jobs if not all(arn in seen for arn in job.tasks)]
     by_cluster: dict[str, list[str]] = {}
     stage: dict[str, int] = {}
@@ -65,6 +68,40 @@ def poll_tasks(
     for job in jobs:
         if job.active and (job not in waiting or job.engine.cluster in polled):
             starter.guard(job, lambda job=job: advance(ctx, job, seen, starter))  # type: ignore[misc]
+
+
+def pushed(ctx: Context, jobs: list[StartJob], seen: dict[str, TaskInfo]) -> dict[str, TaskInfo]:
+    """What the task-state entry point recorded (one BatchGetItem for the round) and tells
+    the jobs something: a newer version, or, for a registered task, a look that began after
+    its registration (the confirming look). The rest is left to DescribeTasks."""
+    watched = [arn for job in jobs for arn in job.tasks if arn not in seen]
+    if ctx.lease is None or not watched:
+        return {}
+    records = ctx.lease.task_states(watched)
+    found: dict[str, TaskInfo] = {}
+    for job in jobs:
+        for arn, known in job.tasks.items():
+            record = records.get(arn)
+            confirming = job.state is JobState.CONFIRM
+            after = job.registered_at.get(arn, math.inf if confirming else 0.0)
+            if record is None or record.seen_at < after:
+                continue
+            if record.version < known.version or (
+                record.version == known.version and not confirming
+            ):
+                continue
+            task = dataclasses.replace(
+                known,
+                last_status=record.last_status,
+                desired_status=record.desired_status,
+                private_ip=record.private_ip or known.private_ip,
+                stopping=record.stopping,
+                version=record.version,
+            )
+            # a task stopping on its own: DescribeTasks tells why (reason, exit codes)
+            if not task.being_stopped or task.stopping:
+                found[arn] = task
+    return found
 
 
 def advance(ctx: Context, job: StartJob, seen: dict[str, TaskInfo], starter: Starter) -> None:
@@ -104,6 +141,7 @@ def register_ready(ctx: Context, job: StartJob) -> list[str]:
         ip = ctx.ecs.extract_ip(task, engine.name)
         job.ips[task.arn] = ip
         ctx.targets.register_target(engine.target_group_arns, ip, engine.port, engine.name)
+        job.registered_at[task.arn] = ctx.clock.wall().timestamp()  # a confirming look is later
         fresh.append(task.arn)
         already = "" if task.arn in job.started else " (already running)"
         early = "" if task.is_running else f" while {task.last_status}"

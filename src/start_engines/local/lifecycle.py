@@ -46,6 +46,8 @@ class TaskPlan:
     stop_from: str = ""  # its lastStatus then
     stopped: bool = False  # reached STOPPED: the model no longer moves it
     details: list[dict[str, str]] = field(default_factory=list)
+    version: int = 0  # ECS's task version: one more at each change of status
+    shown: tuple[str, str] = ("", "")  # the statuses that version describes
 
 
 @dataclass(frozen=True)
@@ -430,6 +432,14 @@ class Lifecycle:
             self.clear()
 
     def _apply(self, task: Any, plan: TaskPlan, now: float) -> None:
+        self._move(task, plan, now)
+        shown = (task.last_status, task.desired_status)
+        if shown != plan.shown:  # as ECS does: a new version when a status changes
+            plan.shown = shown
+            plan.version += 1
+        task.version = plan.version
+
+    def _move(self, task: Any, plan: TaskPlan, now: float) -> None:
         status = status_at(plan, now)
         if plan.stop_at is not None:
             self._apply_stop(task, plan, status, plan.stop_at)
