@@ -19,6 +19,7 @@ DynamoDB calls only; ClientError stops here.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -294,7 +295,7 @@ class Lease:
             "lastStatus": {"S": task.last_status},
             "desiredStatus": {"S": task.desired_status},
             "version": {"N": str(task.version)},
-            "seenAt": {"N": f"{seen_at.timestamp():.3f}"},
+            "seenAt": {"N": f"{math.floor(seen_at.timestamp() * 1000) / 1000:.3f}"},  # not later
             "writtenAt": {"N": f"{now.timestamp():.3f}"},
             "expiresAt": {"N": f"{now.timestamp() + TASK_RECORD_SECONDS:.0f}"},
         }

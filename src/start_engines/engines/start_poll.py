@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 NOT_IN_USE = "Target.NotInUse"
 MISSING_GRACE = 30.0  # seconds: ECS reads are eventually consistent for a task this young
+QUIET_SECONDS = 5.0  # a task's recorded state spares its DescribeTasks this long, no longer
 
 
 def poll_tasks(
@@ -71,36 +72,46 @@ def poll_tasks(
 
 
 def pushed(ctx: Context, jobs: list[StartJob], seen: dict[str, TaskInfo]) -> dict[str, TaskInfo]:
-    """What the task-state entry point recorded (one BatchGetItem for the round) and tells
-    the jobs something: a newer version, or, for a registered task, a look that began after
-    its registration (the confirming look). The rest is left to DescribeTasks."""
+    """What the task-state entry point recorded (one BatchGetItem for the round), as seen
+    tasks: a newer version, or for a registered task a look that began after its registration
+    (strictly)
+    (the confirming look). A task whose record is recent and no older than what the job knows
+    is quiet: its next change comes as an event, so it is not polled (QUIET_SECONDS at most).
+    The rest is left to DescribeTasks."""
     watched = [arn for job in jobs for arn in job.tasks if arn not in seen]
     if ctx.lease is None or not watched:
         return {}
     records = ctx.lease.task_states(watched)
+    now = ctx.clock.wall().timestamp()
     found: dict[str, TaskInfo] = {}
     for job in jobs:
+        confirming = job.state is JobState.CONFIRM
         for arn, known in job.tasks.items():
             record = records.get(arn)
-            confirming = job.state is JobState.CONFIRM
+            if record is None:
+                continue
             after = job.registered_at.get(arn, math.inf if confirming else 0.0)
-            if record is None or record.seen_at < after:
-                continue
-            if record.version < known.version or (
-                record.version == known.version and not confirming
-            ):
-                continue
-            task = dataclasses.replace(
-                known,
-                last_status=record.last_status,
-                desired_status=record.desired_status,
-                private_ip=record.private_ip or known.private_ip,
-                stopping=record.stopping,
-                version=record.version,
+            newer = record.version > known.version or (
+                confirming and record.version == known.version
             )
-            # a task stopping on its own: DescribeTasks tells why (reason, exit codes)
-            if not task.being_stopped or task.stopping:
-                found[arn] = task
+            if newer and record.seen_at > after:
+                task = dataclasses.replace(
+                    known,
+                    last_status=record.last_status,
+                    desired_status=record.desired_status,
+                    private_ip=record.private_ip or known.private_ip,
+                    stopping=record.stopping,
+                    version=record.version,
+                )
+                # a task stopping on its own: DescribeTasks tells why (reason, exit codes)
+                if not task.being_stopped or task.stopping:
+                    found[arn] = task
+            elif (
+                not confirming
+                and record.version == known.version
+                and now - record.seen_at < QUIET_SECONDS
+            ):
+                found[arn] = known  # nothing new, and an event will tell what is
     return found
 
 
