@@ -135,6 +135,7 @@ def test_each_permission_is_scoped() -> None:
         "event-bus/${EventBusName}"
     )
     assert by_action["dynamodb:PutItem"]["Resource"] == {"Fn::GetAtt": ["LeaseTable", "Arn"]}
+    assert by_action["dynamodb:BatchGetItem"]["Resource"] == {"Fn::GetAtt": ["LeaseTable", "Arn"]}
     wildcard = {
         a
         for s in statements("StartEnginesRole")
@@ -228,8 +229,13 @@ def test_task_state_role_cannot_start_or_stop() -> None:
     granted = {a for s in statements("TaskStateRole") for a in actions(s)}
     assert not granted & {"ecs:RunTask", "ecs:StopTask", "iam:PassRole"}
     writes = {a for a in granted if a.startswith("dynamodb:")}
-    # it may only end a handed-off start's claim, or turn a failed one into the cooldown
-    assert writes == {"dynamodb:DeleteItem", "dynamodb:UpdateItem"}
+    # it may only end a handed-off start's claim, or turn a failed one into the cooldown, and
+    # record task states (task#<arn> items only)
+    assert writes == {"dynamodb:DeleteItem", "dynamodb:UpdateItem", "dynamodb:PutItem"}
+    put = [s for s in statements("TaskStateRole") if "dynamodb:PutItem" in actions(s)]
+    assert [actions(s) for s in put] == [["dynamodb:PutItem"]]
+    assert put[0]["Resource"] == {"Fn::GetAtt": ["LeaseTable", "Arn"]}
+    assert put[0]["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["task#*"]}}
 
 
 # --- deployed on the emulator ----------------------------------------------------------
