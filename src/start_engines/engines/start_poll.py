@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from start_engines import checkpoints
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 NOT_IN_USE = "Target.NotInUse"
 MISSING_GRACE = 30.0  # seconds: ECS reads are eventually consistent for a task this young
+MOVERS = 10  # jobs advanced at once (their RegisterTargets and health reads)
 QUIET_SECONDS = 5.0  # a task's recorded state spares its DescribeTasks this long, no longer
 
 
@@ -66,9 +68,19 @@ def poll_tasks(
             for job in waiting:
                 if job.engine.cluster == cluster:
                     job.fail(exc)
-    for job in jobs:
-        if job.active and (job not in waiting or job.engine.cluster in polled):
-            starter.guard(job, lambda job=job: advance(ctx, job, seen, starter))  # type: ignore[misc]
+    moving = [
+        job for job in jobs if job.active and (job not in waiting or job.engine.cluster in polled)
+    ]
+
+    def move(job: StartJob) -> None:
+        starter.guard(job, lambda: advance(ctx, job, seen, starter))
+
+    if len(moving) > 1:  # each job its own targets: ten registrations take the time of one
+        with ThreadPoolExecutor(min(len(moving), MOVERS)) as pool:
+            list(pool.map(move, moving))
+    else:
+        for job in moving:
+            move(job)
 
 
 def pushed(ctx: Context, jobs: list[StartJob], seen: dict[str, TaskInfo]) -> dict[str, TaskInfo]:

@@ -6,6 +6,7 @@ import logging
 import os
 import threading
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from start_engines.aws import Clients
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from start_engines.local.front_door import FrontDoor
 
 REGION = "us-east-2"
+EVENTS_THREAD = "ecs-events"  # the threads delivering Task State Changes (see describe_log)
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -45,6 +47,9 @@ class Emulator:
         self.endpoint_url = ""
         self.provisioned: Provisioned | None = None
         self._delivery: threading.Event | None = None
+        # every DescribeTasks through clients(): (clock reading, calling thread's name), so a
+        # figure can leave out the task-state function's own calls (EVENTS_THREAD)
+        self.describe_log: list[tuple[float, str]] = []
 
     def start(self) -> Emulator:
         from moto.server import ThreadedMotoServer
@@ -71,20 +76,24 @@ class Emulator:
         self.lifecycle.on_change = changed.put
         stop = self._delivery = threading.Event()
 
-        def deliver() -> None:
-            ecs = self.clients().ecs
-            while not stop.wait(every):
-                self.lifecycle.tick()
-                while not changed.empty():
-                    arn = changed.get_nowait()
-                    cluster = arn.rsplit("/", 2)[-2]
-                    found = ecs.describe_tasks(cluster=cluster, tasks=[arn], include=["TAGS"])
-                    for task in found.get("tasks", []):
-                        context = LambdaContext(self.lifecycle.time, 60)
-                        event = task_state_change(dict(task))
-                        lambda_function.task_state_handler(event, context)
+        ecs = self.clients().ecs
 
-        threading.Thread(target=deliver, name="ecs-events", daemon=True).start()
+        def one(arn: str) -> None:
+            cluster = arn.rsplit("/", 2)[-2]
+            found = ecs.describe_tasks(cluster=cluster, tasks=[arn], include=["TAGS"])
+            for task in found.get("tasks", []):
+                context = LambdaContext(self.lifecycle.time, 60)
+                lambda_function.task_state_handler(task_state_change(dict(task)), context)
+
+        def deliver() -> None:
+            # EventBridge invokes the function once per event, concurrently
+            with ThreadPoolExecutor(10, thread_name_prefix=EVENTS_THREAD) as pool:
+                while not stop.wait(every):
+                    self.lifecycle.tick()
+                    while not changed.empty():
+                        pool.submit(one, changed.get_nowait())
+
+        threading.Thread(target=deliver, name=EVENTS_THREAD, daemon=True).start()
 
     def stop_delivering(self) -> None:
         if self._delivery is not None:
@@ -124,6 +133,12 @@ class Emulator:
             CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
             CREDENTIALS["AWS_SESSION_TOKEN"],
         )
+
+        def log(**_: object) -> None:
+            name = threading.current_thread().name
+            self.describe_log.append((self.lifecycle.clock(), name))
+
+        session.register("before-call.ecs.DescribeTasks", log)
         return Clients(session=session, endpoint_url=self.endpoint_url)
 
     def provision(self, wakeable: tuple[str, ...] = ()) -> Provisioned:
