@@ -79,8 +79,15 @@ def start_calls(aws: Emulator, invoke: Invoke, pusher: Pusher | None = None) -> 
 
 
 def test_a_start_learns_running_from_the_pushed_state_without_describe_tasks(
-    aws: Emulator, invoke: Invoke, deliver: Any, clock: ManualClock, push_auth: Pusher
+    aws: Emulator,
+    invoke: Invoke,
+    deliver: Any,
+    clock: ManualClock,
+    push_auth: Pusher,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # a budget too small for any poll: what the start learns, the events told
+    monkeypatch.setenv("DESCRIBE_TASKS_PER_SECOND", "0.1")
     answer, described = start_calls(aws, invoke, push_auth)
     assert answer["statusCode"] == 200, answer
     body = answer["body"]

@@ -50,22 +50,32 @@ def poll_tasks(
         if job.state is JobState.WATCH and all(t.is_running for t in job.tasks.values())
         for t in job.tasks.values()
     }
+    polling = [job for job in jobs if not all(arn in seen for arn in job.tasks)]
+    quiet: set[str] = set()
     if ctx.lease is not None:
-        seen.update(pushed(ctx, jobs, seen))
+        seen.update(pushed(ctx, jobs, seen, quiet))
     waiting = [job for job in jobs if not all(arn in seen for arn in job.tasks)]
     by_cluster: dict[str, list[str]] = {}
     stage: dict[str, int] = {}
-    for job in waiting:
+    for job in polling:  # a look is fresher than a record: spare budget still looks
         by_cluster.setdefault(job.engine.cluster, []).extend(job.tasks)
         for task in job.tasks.values():
             rank = CONFIRMING if job.state is JobState.CONFIRM else STAGES.get(task.last_status, 0)
             stage[job.engine.cluster] = max(stage.get(job.engine.cluster, 0), rank)
-    polled = budget.choose(stage) if stage else []
+    # clusters whose every task an event told or will tell about get what budget is left over
+    loud = {
+        job.engine.cluster
+        for job in waiting
+        if not all(arn in seen or arn in quiet for arn in job.tasks)
+    }
+    polled = budget.choose({c: r for c, r in stage.items() if c in loud}) if loud else []
+    hushed = {c: r for c, r in stage.items() if c not in loud}
+    polled += budget.choose(hushed) if hushed else []
     for cluster in polled:
         try:
             seen.update(ctx.ecs.describe(cluster, by_cluster[cluster]))
         except StartEnginesError as exc:
-            for job in waiting:
+            for job in polling:
                 if job.engine.cluster == cluster:
                     job.fail(exc)
     moving = [
@@ -83,13 +93,15 @@ def poll_tasks(
             move(job)
 
 
-def pushed(ctx: Context, jobs: list[StartJob], seen: dict[str, TaskInfo]) -> dict[str, TaskInfo]:
+def pushed(
+    ctx: Context, jobs: list[StartJob], seen: dict[str, TaskInfo], quiet: set[str]
+) -> dict[str, TaskInfo]:
     """What the task-state entry point recorded (one BatchGetItem for the round), as seen
     tasks: a newer version, or for a registered task a look that began after its registration
     (strictly)
-    (the confirming look). A task whose record is recent and no older than what the job knows
-    is quiet: its next change comes as an event, so it is not polled (QUIET_SECONDS at most).
-    The rest is left to DescribeTasks."""
+    (the confirming look). A task whose record is recent and as new as what the job knows goes
+    in `quiet`: its next change comes as an event, so it is polled only with budget to spare
+    (for QUIET_SECONDS at most). The rest is left to DescribeTasks."""
     watched = [arn for job in jobs for arn in job.tasks if arn not in seen]
     if ctx.lease is None or not watched:
         return {}
@@ -123,7 +135,7 @@ def pushed(ctx: Context, jobs: list[StartJob], seen: dict[str, TaskInfo]) -> dic
                 and record.version == known.version
                 and now - record.seen_at < QUIET_SECONDS
             ):
-                found[arn] = known  # nothing new, and an event will tell what is
+                quiet.add(arn)  # nothing new, and an event will tell what is
     return found
 
 
