@@ -10,9 +10,10 @@ from start_engines.ecs_handler import STARTED_BY, STOPPED_STATUSES
 from start_engines.engines.outcome import Outcome
 from start_engines.engines.routing import asleep, await_wake
 from start_engines.engines.serving import (
+    failed_before_running,
     ready_to_register,
     register_checked,
-    stopped_by_request,
+    settle_handed_off,
 )
 from start_engines.event_publisher import ENGINE_READY, ENGINE_START_FAILED, ENGINE_STOPPED
 
@@ -156,24 +157,10 @@ def _stopped(
     base: dict[str, Any],
 ) -> dict[str, Any]:
     """Deregister a task that is stopping, unless its IP already serves another live task."""
-    failed_start = (
-        task is not None
-        and task.is_stopped
-        and task.started_at is None
-        and not stopped_by_request(task)
-        and not (task.stopped_reason or "").startswith("start-engines:")
-    )
-    if task is not None and failed_start and ctx.lease is not None:
+    failed_start = task is not None and failed_before_running(task)
+    if task is not None and failed_start:
         # a handed-off start failed: its claim becomes the cooldown, as a live start's would
-        error = f"task {task.id} stopped before it ran: {task.stopped_reason}"
-        ctx.lease.fail_claim(
-            engine.name,
-            task.arn,
-            error,
-            "TaskStopped",
-            ctx.clock.wall(),
-            ctx.settings.lease_cooldown,
-        )
+        settle_handed_off(ctx, engine, task)
     elif task is not None:
         _end_claim(ctx, engine, task)
     if task is not None and failed_start:

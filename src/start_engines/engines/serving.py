@@ -55,3 +55,31 @@ def ready_to_register(task: TaskInfo, engine: EngineConfig) -> bool:
         return True
     early = engine.register_at == "ip" and task.last_status in EARLY_STATUSES
     return early and task.private_ip is not None
+
+
+def failed_before_running(task: TaskInfo) -> bool:
+    """The task ended before it ever ran, and nobody stopped it: a failed start."""
+    return (
+        task.is_stopped
+        and task.started_at is None
+        and not stopped_by_request(task)
+        and not (task.stopped_reason or "").startswith("start-engines:")
+    )
+
+
+def settle_handed_off(ctx: Context, engine: EngineConfig, task: TaskInfo) -> bool:
+    """The task of a handed-off start has ended: its claim becomes the failure cooldown if
+    the task failed before it ran, else the claim ends. True if this call settled it."""
+    if ctx.lease is None:
+        return False
+    if failed_before_running(task):
+        error = f"task {task.id} stopped before it ran: {task.stopped_reason}"
+        return ctx.lease.fail_claim(
+            engine.name,
+            task.arn,
+            error,
+            "TaskStopped",
+            ctx.clock.wall(),
+            ctx.settings.lease_cooldown,
+        )
+    return ctx.lease.end_claim(engine.name, task.arn)

@@ -17,7 +17,7 @@ from start_engines import checkpoints
 from start_engines.config import env_prefix
 from start_engines.engines.outcome import Outcome
 from start_engines.engines.routing import put_to_sleep, wake_target_group, wake_up
-from start_engines.engines.serving import stopped_by_request
+from start_engines.engines.serving import settle_handed_off
 from start_engines.engines.start import start
 from start_engines.errors import ConfigError, StartEnginesError
 from start_engines.events import StartRequest
@@ -238,20 +238,7 @@ def _gone(
 ) -> Outcome:
     """A handed-off start whose tasks are all gone, and no STOPPED event has settled its claim
     yet (late, or lost): settle it here as reconcile would, then answer for what is left."""
-    assert ctx.lease is not None
-    task = tasks[0]
-    if task.started_at is None and not stopped_by_request(task):
-        error = f"task {task.id} stopped before it ran: {task.stopped_reason}"
-        ctx.lease.fail_claim(
-            engine.name,
-            task.arn,
-            error,
-            "TaskStopped",
-            ctx.clock.wall(),
-            ctx.settings.lease_cooldown,
-        )
-    else:
-        ctx.lease.end_claim(engine.name, task.arn)
+    settle_handed_off(ctx, engine, tasks[0])
     _SEEN.pop(engine.name, None)
     return _look_or_start(ctx, engine, request, deadline, fresh=True, settled=True)
 
