@@ -165,6 +165,10 @@ def scale_figures(emu: Emulator, handler: Any, say: Any) -> dict[str, Any]:
     finally:
         emu.stop_delivering()
     assert not any(r.get("reused") for r in ten["results"]), ten
+    if os.environ.get("BENCH_VERBOSE"):
+        for r in ten["results"]:
+            say(f"  {r['service']}: {r.get('timings')}")
+        say(f"  start's DescribeTasks at: {[round(t, 2) for t in _starts_calls(emu, calls)]}")
     ten_rate = len(_starts_calls(emu, calls)) / ten_seconds
     windows = _max_per_second(emu, calls)
     os.environ.pop("ENGINES_CONFIG", None)

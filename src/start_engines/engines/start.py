@@ -18,6 +18,7 @@ from start_engines import checkpoints
 from start_engines.engines.budget import DescribeBudget
 from start_engines.engines.outcome import Outcome, combine
 from start_engines.engines.overrides import task_overrides, with_overrides
+from start_engines.engines.serving import claim_for_stop
 from start_engines.engines.start_job import NOT_SERIALISED, POLLED, JobState, StartJob
 from start_engines.engines.start_poll import poll_health, poll_tasks, timeout_error
 from start_engines.errors import (
@@ -76,9 +77,9 @@ def start(ctx: Context, request: StartRequest, deadline: Deadline) -> Outcome:
         for job in jobs:
             if job.active:
                 job.fail(Interrupted("interrupted", service=job.engine.name))
-    finally:
-        for job in jobs:
-            starter.finish(job)
+    finally:  # each job its own claim and tasks: ten finish in the time of one
+        with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
+            list(pool.map(starter.finish, jobs))
     results: list[tuple[int, dict[str, Any]]] = [
         (e.status_code, e.to_body()) for e in selected if isinstance(e, ConfigError)
     ]
@@ -232,11 +233,13 @@ class Starter:
     def poll(self, jobs: list[StartJob], handoff: Deadline | None) -> None:
         """Rounds until every job is done or failed. With `handoff` (asynchronous starts), jobs
         still under way when it passes are handed to the task-state entry point. Every round
-        sleeps its poll interval: only an expired deadline ends the loop early."""
+        begins a poll interval after the last one began (it sleeps what is left of it, at
+        least nothing): only an expired deadline ends the loop early."""
         ctx = self.ctx
         start_deadline = self.start_deadline
         budget = DescribeBudget(ctx.clock, ctx.settings.describe_rate)
         while True:
+            round_began = ctx.clock.now()
             self.heartbeat(jobs)
             for job in jobs:
                 if job.state is JobState.FOLLOW:
@@ -257,11 +260,13 @@ class Starter:
                     self.guard(job, lambda job=job: self.hand_off(job))  # type: ignore[misc]
                 return
             waiting_for_tasks = any(j.state is not JobState.HEALTH for j in active)
-            (handoff or self.deadline).sleep(
+            interval = (
                 ctx.settings.poll_interval
                 if waiting_for_tasks
                 else ctx.settings.health_poll_interval
             )
+            # rounds begin every interval: a round's own calls are not added to the wait
+            (handoff or self.deadline).sleep(interval - (ctx.clock.now() - round_began))
 
     def hand_off(self, job: StartJob) -> None:
         """202 only for a start that is under way: ours, or (following) another live start's.
@@ -386,7 +391,7 @@ class Starter:
             for arn in job.started:  # claimed first, like any stop: nobody registers it again
                 claimed = seen.get(arn)
                 if claimed is not None and not claimed.being_stopped:
-                    ctx.ecs.mark_stopping(claimed, reason, ctx.clock.wall())
+                    claim_for_stop(ctx, claimed, reason, ctx.clock.wall())
             for arn in arns:
                 info = seen.get(arn)
                 task_id = arn.rsplit("/", 1)[-1]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from start_engines import checkpoints
 from start_engines.ecs_handler import running_or_raise
@@ -22,6 +22,8 @@ from start_engines.errors import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from start_engines.ecs_handler import TaskInfo
     from start_engines.engines.budget import DescribeBudget
     from start_engines.engines.context import Context
@@ -32,7 +34,8 @@ if TYPE_CHECKING:
 
 NOT_IN_USE = "Target.NotInUse"
 MISSING_GRACE = 30.0  # seconds: ECS reads are eventually consistent for a task this young
-MOVERS = 10  # jobs advanced at once (their RegisterTargets and health reads)
+MOVERS = 10  # calls at once in a round: DescribeTasks per cluster, each job's registration
+T = TypeVar("T")
 QUIET_SECONDS = 5.0  # a task's recorded state spares its DescribeTasks this long, no longer
 
 
@@ -71,42 +74,57 @@ def poll_tasks(
     polled = budget.choose({c: r for c, r in stage.items() if c in loud}) if loud else []
     hushed = {c: r for c, r in stage.items() if c not in loud}
     polled += budget.choose(hushed) if hushed else []
-    for cluster in polled:
+    looked: dict[str, dict[str, TaskInfo]] = {}
+
+    def look(cluster: str) -> None:
         try:
-            seen.update(ctx.ecs.describe(cluster, by_cluster[cluster]))
+            looked[cluster] = ctx.ecs.describe(cluster, by_cluster[cluster])
         except StartEnginesError as exc:
             for job in polling:
                 if job.engine.cluster == cluster:
                     job.fail(exc)
+
+    in_parallel(look, polled)  # one call per cluster: the round takes the time of one
+    for found in looked.values():
+        seen.update(found)
     moving = [
         job for job in jobs if job.active and (job not in waiting or job.engine.cluster in polled)
     ]
 
-    def move(job: StartJob) -> None:
-        starter.guard(job, lambda: advance(ctx, job, seen, starter))
+    # each job its own targets: ten registrations take the time of one
+    in_parallel(lambda job: starter.guard(job, lambda: advance(ctx, job, seen, starter)), moving)
 
-    if len(moving) > 1:  # each job its own targets: ten registrations take the time of one
-        with ThreadPoolExecutor(min(len(moving), MOVERS)) as pool:
-            list(pool.map(move, moving))
+
+def in_parallel(step: Callable[[T], None], items: list[T]) -> None:
+    """step(item) for each item, at most MOVERS at once (inline for a single item)."""
+    if len(items) > 1:
+        with ThreadPoolExecutor(min(len(items), MOVERS)) as pool:
+            list(pool.map(step, items))
     else:
-        for job in moving:
-            move(job)
+        for item in items:
+            step(item)
 
 
 def pushed(
     ctx: Context, jobs: list[StartJob], seen: dict[str, TaskInfo], quiet: set[str]
 ) -> dict[str, TaskInfo]:
     """What the task-state entry point recorded (one BatchGetItem for the round), as seen
-    tasks: a newer version, or for a registered task a look that began after its registration
-    (strictly)
-    (the confirming look). A task whose record is recent and as new as what the job knows goes
-    in `quiet`: its next change comes as an event, so it is polled only with budget to spare
-    (for QUIET_SECONDS at most). The rest is left to DescribeTasks."""
+    tasks: a newer version; a stop's claim; or, for a task registered before this read, a
+    record as new as what the job knows (the confirming look, see below). A task whose record
+    is recent and as new as what the job knows goes in `quiet`: its next change comes as an
+    event, so it is polled only with budget to spare (for QUIET_SECONDS at most). The rest is
+    left to DescribeTasks.
+
+    Why a record read after registering confirms like DescribeTasks: a stop writes its claim
+    to the record before it deregisters or calls StopTask, and the task-state entry point
+    writes a stopped task's record before it deregisters. A claim or STOPPED written before
+    this read is seen; one written after it is followed by a deregistration that comes after
+    our registration, and takes our target out."""
     watched = [arn for job in jobs for arn in job.tasks if arn not in seen]
     if ctx.lease is None or not watched:
         return {}
+    read_at = ctx.clock.wall().timestamp()
     records = ctx.lease.task_states(watched)
-    now = ctx.clock.wall().timestamp()
     found: dict[str, TaskInfo] = {}
     for job in jobs:
         confirming = job.state is JobState.CONFIRM
@@ -114,27 +132,23 @@ def pushed(
             record = records.get(arn)
             if record is None:
                 continue
-            after = job.registered_at.get(arn, math.inf if confirming else 0.0)
-            newer = record.version > known.version or (
-                confirming and record.version == known.version
-            )
-            if newer and record.seen_at > after:
+            task = known
+            if record.version > known.version:
                 task = dataclasses.replace(
                     known,
                     last_status=record.last_status,
                     desired_status=record.desired_status,
                     private_ip=record.private_ip or known.private_ip,
-                    stopping=record.stopping,
                     version=record.version,
                 )
+            task = dataclasses.replace(task, stopping=record.stopping or task.stopping)
+            registered_before = job.registered_at.get(arn, math.inf) < read_at
+            confirms = confirming and record.version >= known.version > 0 and registered_before
+            if task.stopping or record.version > known.version or confirms:
                 # a task stopping on its own: DescribeTasks tells why (reason, exit codes)
                 if not task.being_stopped or task.stopping:
                     found[arn] = task
-            elif (
-                not confirming
-                and record.version == known.version
-                and now - record.seen_at < QUIET_SECONDS
-            ):
+            elif record.version == known.version and read_at - record.seen_at < QUIET_SECONDS:
                 quiet.add(arn)  # nothing new, and an event will tell what is
     return found
 
