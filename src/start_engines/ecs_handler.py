@@ -377,11 +377,9 @@ class ECSHandler:
         """Tag a reused task with the time of this start: the idle clock starts again."""
         self._tag(task, LAST_START_TAG, at.isoformat())
 
-    def mark_stopping(self, task: TaskInfo, reason: str, at: datetime) -> str:
-        """Claim the task for a stop, before its targets are removed. Returns the tag's value."""
-        value = f"{at.isoformat()} {reason}"[:MAX_TAG_VALUE]
-        self._tag(task, STOPPING_TAG, value)
-        return value
+    def mark_stopping(self, task: TaskInfo, reason: str, at: datetime) -> None:
+        """Claim the task for a stop, before its targets are removed."""
+        self._tag(task, STOPPING_TAG, f"{at.isoformat()} {reason}"[:MAX_TAG_VALUE])
 
     def unmark_stopping(self, task: TaskInfo) -> None:
         """Give the task back after a stop could not stop it."""

@@ -289,78 +289,36 @@ class Lease:
 
     def record_task_state(self, task: TaskInfo, seen_at: datetime, now: datetime) -> bool:
         """Record what a DescribeTasks that began at `seen_at` showed of the task, unless a
-        newer look is recorded (events come out of order). A stop's claim (`stopping`) stays
-        unless this look shows it too. True if written."""
-        values: dict[str, Any] = {
-            ":status": {"S": task.last_status},
-            ":desired": {"S": task.desired_status},
-            ":version": {"N": str(task.version)},
-            ":seen": {"N": f"{math.floor(seen_at.timestamp() * 1000) / 1000:.3f}"},  # not later
-            ":written": {"N": f"{now.timestamp():.3f}"},
-            ":expires": {"N": f"{now.timestamp() + TASK_RECORD_SECONDS:.0f}"},
+        newer look is recorded (events come out of order). True if written."""
+        item: dict[str, Any] = {
+            "pk": {"S": f"task#{task.arn}"},
+            "lastStatus": {"S": task.last_status},
+            "desiredStatus": {"S": task.desired_status},
+            "version": {"N": str(task.version)},
+            "seenAt": {"N": f"{math.floor(seen_at.timestamp() * 1000) / 1000:.3f}"},  # not later
+            "writtenAt": {"N": f"{now.timestamp():.3f}"},
+            "expiresAt": {"N": f"{now.timestamp() + TASK_RECORD_SECONDS:.0f}"},
         }
-        sets = [
-            "lastStatus = :status",
-            "desiredStatus = :desired",
-            "#version = :version",
-            "seenAt = :seen",
-            "writtenAt = :written",
-            "expiresAt = :expires",
-        ]
-        for name, value in (("privateIp", task.private_ip), ("stopping", task.stopping)):
-            if value:
-                values[f":{name}"] = {"S": value}
-                sets.append(f"{name} = :{name}")
+        if task.private_ip:
+            item["privateIp"] = {"S": task.private_ip}
+        if task.stopping:
+            item["stopping"] = {"S": task.stopping}
         try:
-            self._dynamodb.update_item(
+            self._dynamodb.put_item(
                 TableName=self.table,
-                Key={"pk": {"S": f"task#{task.arn}"}},
-                UpdateExpression="SET " + ", ".join(sets),
+                Item=item,
                 ConditionExpression=(
-                    "attribute_not_exists(#version) OR #version < :version "
+                    "attribute_not_exists(pk) OR #version < :version "
                     "OR (#version = :version AND seenAt < :seen)"
                 ),
                 ExpressionAttributeNames={"#version": "version"},
-                ExpressionAttributeValues=values,
+                ExpressionAttributeValues={":version": item["version"], ":seen": item["seenAt"]},
             )
         except AWS_ERRORS as exc:
             if has_code(exc, "ConditionalCheckFailedException"):
                 return False
-            raise translate(exc, f"UpdateItem task#{task.id}", service=task.engine) from exc
+            raise translate(exc, f"PutItem task#{task.id}", service=task.engine) from exc
         return True
-
-    def record_stop_claim(self, task: TaskInfo, stopping: str | None, now: datetime) -> None:
-        """A stop claimed the task (`stopping`), or gave it back (None). Written before
-        StopTask, so a start that reads the record after registering learns of the stop
-        without waiting for its event. Creates a bare record (version 0) if none exists."""
-        key = {"pk": {"S": f"task#{task.arn}"}}
-        try:
-            if stopping:
-                self._dynamodb.update_item(
-                    TableName=self.table,
-                    Key=key,
-                    UpdateExpression=(
-                        "SET stopping = :stopping, #version = if_not_exists(#version, :zero), "
-                        "expiresAt = if_not_exists(expiresAt, :expires)"
-                    ),
-                    ExpressionAttributeNames={"#version": "version"},
-                    ExpressionAttributeValues={
-                        ":stopping": {"S": stopping},
-                        ":zero": {"N": "0"},
-                        ":expires": {"N": f"{now.timestamp() + TASK_RECORD_SECONDS:.0f}"},
-                    },
-                )
-            else:
-                self._dynamodb.update_item(
-                    TableName=self.table,
-                    Key=key,
-                    UpdateExpression="REMOVE stopping",
-                    ConditionExpression="attribute_exists(pk)",
-                )
-        except AWS_ERRORS as exc:
-            if has_code(exc, "ConditionalCheckFailedException"):
-                return
-            raise translate(exc, f"UpdateItem task#{task.id}", service=task.engine) from exc
 
     def task_states(self, arns: Sequence[str]) -> dict[str, TaskState]:
         """The recorded states of these tasks (consistent reads), by ARN; absent if none."""
@@ -376,7 +334,8 @@ class Lease:
                 raise translate(exc, f"BatchGetItem task# in {self.table}") from exc
             for item in response.get("Responses", {}).get(self.table, []):
                 state = _task_state(item)
-                found[state.arn] = state
+                if state is not None:
+                    found[state.arn] = state
             # throttled keys are simply not seen this round: the start polls them instead
         return found
 
@@ -421,13 +380,19 @@ class Lease:
         return True
 
 
-def _task_state(item: dict[str, Any]) -> TaskState:
-    return TaskState(
-        arn=item["pk"]["S"].removeprefix("task#"),
-        last_status=item.get("lastStatus", {}).get("S", ""),  # "" for a stop's bare claim
-        desired_status=item.get("desiredStatus", {}).get("S", ""),
-        version=int(item.get("version", {}).get("N", "0")),
-        seen_at=float(item.get("seenAt", {}).get("N", "0")),
-        private_ip=item.get("privateIp", {}).get("S"),
-        stopping=item.get("stopping", {}).get("S"),
-    )
+def _task_state(item: dict[str, Any]) -> TaskState | None:
+    """The record as written by record_task_state; None (no record) for anything else, so a
+    start falls back to DescribeTasks."""
+    try:
+        return TaskState(
+            arn=item["pk"]["S"].removeprefix("task#"),
+            last_status=item["lastStatus"]["S"],
+            desired_status=item["desiredStatus"]["S"],
+            version=int(item["version"]["N"]),
+            seen_at=float(item["seenAt"]["N"]),
+            private_ip=item.get("privateIp", {}).get("S"),
+            stopping=item.get("stopping", {}).get("S"),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError):
+        logger.warning("ignoring a malformed record %s", str(item.get("pk"))[:200])
+        return None

@@ -229,9 +229,13 @@ def test_task_state_role_cannot_start_or_stop() -> None:
     granted = {a for s in statements("TaskStateRole") for a in actions(s)}
     assert not granted & {"ecs:RunTask", "ecs:StopTask", "iam:PassRole"}
     writes = {a for a in granted if a.startswith("dynamodb:")}
-    # it may only end a handed-off start's claim, turn a failed one into the cooldown, and
-    # record task states (task#<arn> items, with UpdateItem)
-    assert writes == {"dynamodb:DeleteItem", "dynamodb:UpdateItem"}
+    # it may only end a handed-off start's claim, or turn a failed one into the cooldown, and
+    # record task states (task#<arn> items only)
+    assert writes == {"dynamodb:DeleteItem", "dynamodb:UpdateItem", "dynamodb:PutItem"}
+    put = [s for s in statements("TaskStateRole") if "dynamodb:PutItem" in actions(s)]
+    assert [actions(s) for s in put] == [["dynamodb:PutItem"]]
+    assert put[0]["Resource"] == {"Fn::GetAtt": ["LeaseTable", "Arn"]}
+    assert put[0]["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["task#*"]}}
 
 
 # --- deployed on the emulator ----------------------------------------------------------

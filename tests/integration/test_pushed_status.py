@@ -39,12 +39,10 @@ class Pusher:
         self.sleep = clock.sleep
         self.sent: dict[str, tuple[str, str, int]] = {}
         self.own = 0  # DescribeTasks made by delivering
-        self.paused = False  # events late: none delivered for now
 
     def __call__(self, seconds: float) -> None:
         self.sleep(seconds)
-        if not self.paused:
-            self.push()
+        self.push()
 
     def push(self) -> None:
         before = len(self.aws.lifecycle.describe_calls)
@@ -159,7 +157,7 @@ def test_a_stop_after_the_record_is_caught_by_the_confirming_look(
     settle_and_check_owners(aws, deliver, clock)
 
 
-def test_a_confirming_record_read_after_registering_spares_the_describe(
+def test_a_stop_seen_only_through_its_tag_is_caught(
     aws: Emulator,
     invoke: Invoke,
     deliver: Any,
@@ -167,107 +165,19 @@ def test_a_confirming_record_read_after_registering_spares_the_describe(
     push_auth: Pusher,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Registered on the RUNNING record: the next round's read of the same record confirms
-    (nothing claimed or stopped the task before it), with no DescribeTasks at all."""
-    monkeypatch.setenv("DESCRIBE_TASKS_PER_SECOND", "0.1")
+    """A stop's tag makes no event: a record from before the registration never confirms
+    it, the confirming DescribeTasks does (and sees the tag)."""
+    from start_engines.ecs_handler import STOPPING_TAG
+
     monkeypatch.setenv("AUTH_REGISTER_AT", "running")
-    answer, described = start_calls(aws, invoke, push_auth)
-    assert answer["statusCode"] == 200, answer
-    assert described == 0
-    assert [(ip, port) for ip, port, _ in targets(aws, "auth")] == [
-        (answer["body"]["privateIp"], 8080)
-    ]
-    settle_and_check_owners(aws, deliver, clock)
+    ecs = aws.clients().ecs
 
+    def claim(_: dict[str, Any]) -> None:
+        arn = ecs.list_tasks(cluster="auth-cluster")["taskArns"][0]
+        ecs.tag_resource(resourceArn=arn, tags=[{"key": STOPPING_TAG, "value": "test claim"}])
 
-def test_a_stop_of_the_task_by_id_is_read_from_its_claim_in_the_record(
-    aws: Emulator,
-    invoke: Invoke,
-    deliver: Any,
-    clock: ManualClock,
-    push_auth: Pusher,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A stop of one task (by taskId: it does not preempt the start's claim) writes its claim
-    to the task's record before StopTask. The start's confirming read sees it, though no
-    event has told of the stop (EventBridge is late) and the budget allows no DescribeTasks."""
-    monkeypatch.setenv("DESCRIBE_TASKS_PER_SECOND", "0.1")
-    monkeypatch.setenv("AUTH_REGISTER_AT", "running")
-    stops: list[dict[str, Any]] = []
-    after_stop: list[tuple[int, int]] = []  # (DescribeTasks so far, the pusher's own so far)
-
-    def stop_that_task(_: dict[str, Any]) -> None:
-        arn = aws.clients().ecs.list_tasks(cluster="auth-cluster")["taskArns"][0]
-        stops.append(invoke(stop_event("auth", taskId=arn.rsplit("/", 1)[-1])))
-        push_auth.paused = True
-        after_stop.append((len(aws.lifecycle.describe_calls), push_auth.own))
-
-    with checkpoints.at("start.registered", stop_that_task):
+    with checkpoints.at("start.registered", claim):
         answer = invoke(start_event("auth"))
-    assert stops[0]["statusCode"] == 200, stops[0]
     assert answer["statusCode"] == 409, answer
     assert answer["body"]["errorType"] == "StoppedDuringStart"
-    calls, own = after_stop[0]
-    # from the stop to the answer, the start looked only once: its clean-up's DescribeTasks
-    assert len(aws.lifecycle.describe_calls) - calls - (push_auth.own - own) == 1
-    push_auth.paused = False
     assert all(s == "draining" for _, _, s in targets(aws, "auth"))
-    finish_stop(aws, clock)
-    settle_and_check_owners(aws, deliver, clock)
-
-
-def test_a_task_recorded_stopped_before_the_confirming_read_fails_the_start(
-    aws: Emulator,
-    invoke: Invoke,
-    deliver: Any,
-    clock: ManualClock,
-    push_auth: Pusher,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The task dies right after the start registered it, and its STOPPED event is handled
-    (record written, targets out) before the start's next read: the read sees STOPPED."""
-    monkeypatch.setenv("AUTH_REGISTER_AT", "running")
-
-    def die(_: dict[str, Any]) -> None:
-        arn = aws.clients().ecs.list_tasks(cluster="auth-cluster")["taskArns"][0]
-        aws.lifecycle.kill(arn)
-        push_auth.push()
-
-    with checkpoints.at("start.registered", die):
-        answer = invoke(start_event("auth"))
-    assert answer["statusCode"] >= 500 or answer["statusCode"] == 409, answer
-    assert answer["body"]["errorType"] in ("TaskStopped", "TaskFailed"), answer
-    assert all(s == "draining" for _, _, s in targets(aws, "auth"))
-    settle_and_check_owners(aws, deliver, clock)
-
-
-def test_a_stop_claim_never_blocks_the_record_of_later_states(
-    aws: Emulator, invoke: Invoke, deliver: Any, clock: ManualClock
-) -> None:
-    """A stop's claim may create the record (version 0) before any event did: later looks
-    still land, and keep the claim."""
-    arn = invoke({"action": "start", "service": "auth", "async": True})["body"]["taskArn"]
-    found = lease(aws)
-    info = TaskInfo(
-        arn=arn,
-        cluster_arn="auth-cluster",
-        last_status="PENDING",
-        desired_status="RUNNING",
-        version=1,
-    )
-    found.record_stop_claim(info, "2026-01-05T08:00:00+00:00 test", clock.wall())
-    bare = found.task_states([arn])[arn]
-    assert (bare.version, bare.last_status, bare.stopping) == (
-        0,
-        "",
-        "2026-01-05T08:00:00+00:00 test",
-    )
-    assert found.record_task_state(dataclasses.replace(info, version=2), clock.wall(), clock.wall())
-    record = found.task_states([arn])[arn]
-    assert (record.version, record.last_status) == (2, "PENDING")
-    assert record.stopping == "2026-01-05T08:00:00+00:00 test"
-    found.record_stop_claim(info, None, clock.wall())
-    assert found.task_states([arn])[arn].stopping is None
-    # giving back a claim on a task with no record writes nothing
-    found.record_stop_claim(dataclasses.replace(info, arn=arn + "x"), None, clock.wall())
-    assert found.task_states([arn + "x"]) == {}

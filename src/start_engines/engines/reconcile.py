@@ -15,6 +15,7 @@ from start_engines.engines.serving import (
     register_checked,
     settle_handed_off,
 )
+from start_engines.errors import StartEnginesError
 from start_engines.event_publisher import ENGINE_READY, ENGINE_START_FAILED, ENGINE_STOPPED
 
 if TYPE_CHECKING:
@@ -51,7 +52,10 @@ def on_task_state_change(ctx: Context, change: TaskStateChange, deadline: Deadli
             200, {**base, "action": "ignored", "reason": "no configured engine for this task"}
         )
     if ctx.lease is not None and current is not None:  # pushed: a start reads it, not ECS
-        ctx.lease.record_task_state(current, seen_at, ctx.clock.wall())
+        try:
+            ctx.lease.record_task_state(current, seen_at, ctx.clock.wall())
+        except StartEnginesError as exc:  # only a start's shortcut: it polls ECS instead
+            logger.warning("task %s: state not recorded: %s", task_id, exc.message)
     base.update(
         service=engine.name,
         lastStatus=current.last_status if current else "MISSING",

@@ -4,10 +4,6 @@ A stop tags a task `stopping` before it deregisters it. Whoever registers a task
 looks at the task again after RegisterTargets: if a stop claimed it in between, the targets
 come back out. Either the registration lands before the stop's deregistration (which then
 removes it), or the claim is visible to this second look.
-
-With a lease table the claim is also written to the task's record (`task#<arn>`), which the
-task-state entry point keeps up to date from ECS's events: a start may then take its second
-look there instead of in DescribeTasks (see start_poll.pushed).
 """
 
 from __future__ import annotations
@@ -18,7 +14,6 @@ from start_engines import checkpoints
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from datetime import datetime
 
     from start_engines.config import EngineConfig
     from start_engines.ecs_handler import TaskInfo
@@ -88,17 +83,3 @@ def settle_handed_off(ctx: Context, engine: EngineConfig, task: TaskInfo) -> boo
             ctx.settings.lease_cooldown,
         )
     return ctx.lease.end_claim(engine.name, task.arn)
-
-
-def claim_for_stop(ctx: Context, task: TaskInfo, reason: str, at: datetime) -> None:
-    """Claim the task for a stop, before its targets come out and before StopTask."""
-    stopping = ctx.ecs.mark_stopping(task, reason, at)
-    if ctx.lease is not None:
-        ctx.lease.record_stop_claim(task, stopping, at)
-
-
-def give_back(ctx: Context, task: TaskInfo) -> None:
-    """Undo claim_for_stop: StopTask refused the task and it still runs."""
-    ctx.ecs.unmark_stopping(task)
-    if ctx.lease is not None:
-        ctx.lease.record_stop_claim(task, None, ctx.clock.wall())

@@ -18,7 +18,6 @@ from start_engines import checkpoints
 from start_engines.engines.budget import DescribeBudget
 from start_engines.engines.outcome import Outcome, combine
 from start_engines.engines.overrides import task_overrides, with_overrides
-from start_engines.engines.serving import claim_for_stop
 from start_engines.engines.start_job import NOT_SERIALISED, POLLED, JobState, StartJob
 from start_engines.engines.start_poll import poll_health, poll_tasks, timeout_error
 from start_engines.errors import (
@@ -391,7 +390,7 @@ class Starter:
             for arn in job.started:  # claimed first, like any stop: nobody registers it again
                 claimed = seen.get(arn)
                 if claimed is not None and not claimed.being_stopped:
-                    claim_for_stop(ctx, claimed, reason, ctx.clock.wall())
+                    ctx.ecs.mark_stopping(claimed, reason, ctx.clock.wall())
             for arn in arns:
                 info = seen.get(arn)
                 task_id = arn.rsplit("/", 1)[-1]

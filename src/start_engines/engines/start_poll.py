@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, TypeVar
@@ -32,10 +33,13 @@ if TYPE_CHECKING:
     from start_engines.target_group_handler import TargetHealth
 
 
+logger = logging.getLogger(__name__)
+
 NOT_IN_USE = "Target.NotInUse"
 MISSING_GRACE = 30.0  # seconds: ECS reads are eventually consistent for a task this young
 MOVERS = 10  # calls at once in a round: DescribeTasks per cluster, each job's registration
 T = TypeVar("T")
+CLOCK_SKEW = 0.1  # seconds two Lambda hosts' clocks may differ by (both NTP-synchronised)
 QUIET_SECONDS = 5.0  # a task's recorded state spares its DescribeTasks this long, no longer
 
 
@@ -109,22 +113,21 @@ def pushed(
     ctx: Context, jobs: list[StartJob], seen: dict[str, TaskInfo], quiet: set[str]
 ) -> dict[str, TaskInfo]:
     """What the task-state entry point recorded (one BatchGetItem for the round), as seen
-    tasks: a newer version; a stop's claim; or, for a task registered before this read, a
-    record as new as what the job knows (the confirming look, see below). A task whose record
-    is recent and as new as what the job knows goes in `quiet`: its next change comes as an
-    event, so it is polled only with budget to spare (for QUIET_SECONDS at most). The rest is
-    left to DescribeTasks.
-
-    Why a record read after registering confirms like DescribeTasks: a stop writes its claim
-    to the record before it deregisters or calls StopTask, and the task-state entry point
-    writes a stopped task's record before it deregisters. A claim or STOPPED written before
-    this read is seen; one written after it is followed by a deregistration that comes after
-    our registration, and takes our target out."""
+    tasks: a look of a newer version than the job knows or, for a registered task, a look
+    that began after its registration (the confirming look: it would show a stop's claim
+    made before it, as DescribeTasks would). A task whose record is recent and as new as what
+    the job knows goes in `quiet`: its next change comes as an event, so it is polled only
+    with budget to spare (for QUIET_SECONDS at most). The rest is left to DescribeTasks, as
+    is everything when the records cannot be read."""
     watched = [arn for job in jobs for arn in job.tasks if arn not in seen]
     if ctx.lease is None or not watched:
         return {}
-    read_at = ctx.clock.wall().timestamp()
-    records = ctx.lease.task_states(watched)
+    try:
+        records = ctx.lease.task_states(watched)
+    except StartEnginesError as exc:
+        logger.warning("task states unread, polling ECS instead: %s", exc.message)
+        return {}
+    now = ctx.clock.wall().timestamp()
     found: dict[str, TaskInfo] = {}
     for job in jobs:
         confirming = job.state is JobState.CONFIRM
@@ -132,23 +135,28 @@ def pushed(
             record = records.get(arn)
             if record is None:
                 continue
-            task = known
-            if record.version > known.version:
+            registered = job.registered_at.get(arn)
+            after = (registered + CLOCK_SKEW) if registered else (math.inf if confirming else 0)
+            newer = record.version > known.version or (
+                confirming and record.version == known.version
+            )
+            if newer and record.seen_at > after:
                 task = dataclasses.replace(
                     known,
                     last_status=record.last_status,
                     desired_status=record.desired_status,
                     private_ip=record.private_ip or known.private_ip,
+                    stopping=record.stopping,
                     version=record.version,
                 )
-            task = dataclasses.replace(task, stopping=record.stopping or task.stopping)
-            registered_before = job.registered_at.get(arn, math.inf) < read_at
-            confirms = confirming and record.version >= known.version > 0 and registered_before
-            if task.stopping or record.version > known.version or confirms:
                 # a task stopping on its own: DescribeTasks tells why (reason, exit codes)
                 if not task.being_stopped or task.stopping:
                     found[arn] = task
-            elif record.version == known.version and read_at - record.seen_at < QUIET_SECONDS:
+            elif (
+                not confirming
+                and record.version == known.version
+                and now - record.seen_at < QUIET_SECONDS
+            ):
                 quiet.add(arn)  # nothing new, and an event will tell what is
     return found
 

@@ -13,7 +13,6 @@ from start_engines import checkpoints
 from start_engines.config import env_prefix
 from start_engines.engines.outcome import Outcome, combine, not_configured
 from start_engines.engines.routing import asleep
-from start_engines.engines.serving import claim_for_stop, give_back
 from start_engines.errors import ConfigError, ForeignNotAllowed, NoSuchTask, StartEnginesError
 from start_engines.event_publisher import ENGINE_STOPPED
 
@@ -115,7 +114,7 @@ def claim(ctx: Context, engine: EngineConfig, tasks: list[TaskInfo], reason: str
     now = ctx.clock.wall()
     try:
         for task in tasks:
-            claim_for_stop(ctx, task, reason, now)
+            ctx.ecs.mark_stopping(task, reason, now)
             decided.tasks.append(task)
         if engine.wakeable and tasks and not ctx.ecs.find_tasks(engine):
             asleep(ctx, engine)  # the rule leaves the engine before its last targets do
@@ -202,7 +201,7 @@ def _give_back(ctx: Context, done: Claim, task: TaskInfo) -> dict[str, Any]:
         if now is None or now.desired_status == "STOPPED" or now.is_stopped:
             left["state"] = "stopped by another operation"
             return left
-        give_back(ctx, task)
+        ctx.ecs.unmark_stopping(task)
         groups = done.removed.get(task.arn, [])
         ip = done.ips.get(task.arn)
         if ip and groups:
