@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
@@ -30,12 +30,7 @@ from start_engines.errors import (
     StartEnginesError,
     error_from_body,
 )
-from start_engines.events import (
-    TaskStateChange,
-    Via,
-    detect,
-    parse_invocation,
-)
+from start_engines.events import Via, detect, parse_invocation
 
 logger = Logger(service="start-engines")
 # Library modules log through logging.getLogger(__name__), below the package's logger; give it
@@ -88,16 +83,17 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
 
 def task_state_handler(event: Any, context: Any) -> dict[str, Any]:
     """Entry point for `aws.ecs` "ECS Task State Change" events: keeps target groups in sync."""
-    outcome = _run(event, context, "ecs", accept=TaskStateChange)
+    outcome = _run(event, context, "ecs", accept="task-state")
     return {"statusCode": outcome.status_code, "body": outcome.body}
 
 
-def _run(event: Any, context: Any, via: Via, accept: type[TaskStateChange] | None) -> Outcome:
+def _run(event: Any, context: Any, via: Via, accept: Literal["task-state"] | None) -> Outcome:
+    """Parse, dispatch, record metrics and log; `accept` is the one command kind taken."""
     rt = runtime()
     _correlate(event, context)
     try:
         command = parse_invocation(event).command
-        if accept is not None and not isinstance(command, accept):
+        if accept is not None and command.kind != accept:
             raise BadEvent(
                 "this entry point takes ECS Task State Change events", field="detail-type"
             )
