@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -36,19 +37,24 @@ NOT_AT_IMPORT = (
 )
 
 PROBE = """
-import json, sys
+import gc, json, sys
 before = set(sys.modules)
 import start_engines.lambda_function
 at_import = set(sys.modules)
+gc_after = {"enabled": gc.isenabled(), "frozen": gc.get_freeze_count()}
 from start_engines.events import parse_event
 parse_event({"source": "custom.app", "detail-type": "Stop ECS Task", "detail": {"service": "auth"}})
-print(json.dumps({"import": sorted(at_import - before), "stop": sorted(set(sys.modules) - at_import)}))
+print(json.dumps({
+    "import": sorted(at_import - before),
+    "stop": sorted(set(sys.modules) - at_import),
+    "gc": gc_after,
+}))
 """
 
 
 @pytest.fixture(scope="module")
-def loaded() -> dict[str, list[str]]:
-    found: dict[str, list[str]] = json.loads(
+def loaded() -> dict[str, Any]:
+    found: dict[str, Any] = json.loads(
         subprocess.run(
             [sys.executable, "-c", PROBE], capture_output=True, text=True, check=True
         ).stdout
@@ -57,7 +63,7 @@ def loaded() -> dict[str, list[str]]:
 
 
 def test_handler_import_leaves_out_what_only_some_events_need(
-    loaded: dict[str, list[str]],
+    loaded: dict[str, Any],
 ) -> None:
     assert "start_engines.lambda_function" in loaded["import"]
     assert "botocore.session" in loaded["import"]  # every invocation's clients: loaded at init
@@ -66,7 +72,7 @@ def test_handler_import_leaves_out_what_only_some_events_need(
     assert early == []
 
 
-def test_an_event_loads_only_its_own_command(loaded: dict[str, list[str]]) -> None:
+def test_an_event_loads_only_its_own_command(loaded: dict[str, Any]) -> None:
     commands = [name for name in loaded["stop"] if name.startswith("start_engines.commands.")]
     assert commands == ["start_engines.commands.stop"]
 
@@ -80,3 +86,16 @@ def test_commands_are_still_imported_from_events() -> None:
     assert command.kind == "stop"
     with pytest.raises(AttributeError, match="NoSuchCommand"):
         getattr(events, "NoSuchCommand")  # noqa: B009
+
+
+def test_the_import_collects_no_garbage_and_leaves_the_collector_on(
+    loaded: dict[str, Any],
+) -> None:
+    assert loaded["gc"]["enabled"] is True
+    assert loaded["gc"]["frozen"] > 0  # what the imports built is out of every later collection
+
+
+def test_a_collector_switched_off_by_the_host_stays_off() -> None:
+    code = "import gc; gc.disable(); import start_engines.lambda_function; print(gc.isenabled())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
