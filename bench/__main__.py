@@ -105,7 +105,7 @@ def main() -> int:
         lambda_function.use_runtime(None)
     from bench.cold import cold_ratio
 
-    say("cold start: whole processes, interleaved, a non-editable compiled copy")
+    say("cold start: whole processes ending at their import, interleaved, a compiled copy")
     figures["cold"] = cold_ratio(COLD_RUNS)
     report(figures)
     return 0
@@ -273,7 +273,7 @@ def report(f: dict[str, Any]) -> None:
             yes(async_median <= 0.5),
         ),
         (
-            f"cold start, non-editable, compiled, median of {COLD_RUNS} whole processes",
+            f"cold start, non-editable, compiled, median of {COLD_RUNS} whole processes (no teardown)",
             f"{cold_ours:.3f} s = {cold_ours / cold_boto3:.2f}x import boto3 ({cold_boto3:.3f} s)",
             "-",
             "<= 1.0x",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 from start_engines.errors import BadEvent, RequestTooLarge
 from start_engines.rules import HttpRequest
@@ -25,6 +25,8 @@ LOOP_COOKIE = "start-engines-wake"  # set on our 307: a second one in a row woul
 @dataclass(frozen=True)
 class WakeRequest:
     """An HTTP request the ALB sent to the wake target group."""
+
+    kind: ClassVar[Literal["wake"]] = "wake"
 
     http: HttpRequest
     target_group_arn: str

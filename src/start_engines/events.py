@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib import import_module
 from typing import TYPE_CHECKING, Any, Literal
 
 from start_engines.config import NEVER_OVERRIDABLE, OVERRIDES, RUN_TASK_MAX_COUNT, describe_name
@@ -23,76 +24,30 @@ MAX_EVENT_ID = 256
 MAX_REASON = 200
 # Patterns compile (and are cached by re) on first use: few events need them.
 TASK_ID = r"^(arn:aws[a-z-]*:ecs:[a-z0-9-]+:\d{12}:task/)?[A-Za-z0-9/_-]{1,128}$"
-DEFAULT_STOP_REASON = "stopped by start-engines"
 
+# The commands live one module each (start_engines.commands): an event creates only its own
+# command's class. They are still imported from here; each module loads on first use.
+COMMANDS = {
+    "StartRequest": "start_engines.commands.start",
+    "StopRequest": "start_engines.commands.stop",
+    "StatusRequest": "start_engines.commands.status",
+    "SyncRequest": "start_engines.commands.sync",
+    "ReapRequest": "start_engines.commands.reap",
+    "TaskStateChange": "start_engines.commands.task_state",
+}
 
-@dataclass(frozen=True)
-class StartRequest:
-    """Start one or more engines."""
-
-    services: tuple[str, ...]
-    wait_for_healthy: bool = False
-    event_id: str | None = None
-    count: int | None = None
-    force: bool = False
-    listed: bool = False  # asked with `services`: answer with one result per engine
-    asynchronous: bool = False  # answer 202 once RunTask succeeds; reconcile registers
-    wait_budget: float | None = None  # with asynchronous: wait at most this long first
-    overrides: tuple[tuple[str, Any], ...] = ()  # validated shape; the engine decides if allowed
-    requester: str | None = None  # who asks, as the caller says (words of a refusal only)
-
-
-@dataclass(frozen=True)
-class StopRequest:
-    """Stop engines (all of them with None), or one task."""
-
-    services: tuple[str, ...] | None  # None: every engine
-    task_id: str | None = None
-    include_foreign: bool = False
-    wait_for_draining: bool = False
-    reason: str = DEFAULT_STOP_REASON
-
-
-@dataclass(frozen=True)
-class StatusRequest:
-    """Report engines' tasks and targets."""
-
-    services: tuple[str, ...] | None
-
-
-@dataclass(frozen=True)
-class SyncRequest:
-    """Bring target groups in line with running tasks."""
-
-    services: tuple[str, ...] | None
-
-
-@dataclass(frozen=True)
-class ReapRequest:
-    """Stop idle engines and engines past their maximum lifetime."""
-
-    services: tuple[str, ...] | None
-    dry_run: bool = False
-
-
-@dataclass(frozen=True)
-class TaskStateChange:
-    """An `aws.ecs` "ECS Task State Change" event."""
-
-    task_arn: str
-    cluster_arn: str
-    last_status: str
-    desired_status: str
-    started_by: str
-    task_definition_arn: str
-    version: int
-    private_ip: str | None = None
-
-
-if TYPE_CHECKING:  # the ALB's modules are imported only for an ALB event
+if TYPE_CHECKING:  # types only: the ALB's modules load for an ALB event alone
     from typing import TypeAlias
 
     from start_engines.alb_request import WakeRequest
+
+    # `as`: re-exported (mypy), so `from start_engines.events import StopRequest` stays typed
+    from start_engines.commands.reap import ReapRequest as ReapRequest  # noqa: PLC0414
+    from start_engines.commands.start import StartRequest as StartRequest  # noqa: PLC0414
+    from start_engines.commands.status import StatusRequest as StatusRequest  # noqa: PLC0414
+    from start_engines.commands.stop import StopRequest as StopRequest  # noqa: PLC0414
+    from start_engines.commands.sync import SyncRequest as SyncRequest  # noqa: PLC0414
+    from start_engines.commands.task_state import TaskStateChange as TaskStateChange  # noqa: PLC0414
 
     Command: TypeAlias = (
         StartRequest
@@ -103,6 +58,14 @@ if TYPE_CHECKING:  # the ALB's modules are imported only for an ALB event
         | TaskStateChange
         | WakeRequest
     )
+else:
+
+    def __getattr__(name: str) -> Any:
+        """`from start_engines.events import StopRequest` loads that command's module only."""
+        if name in COMMANDS:
+            return getattr(import_module(COMMANDS[name]), name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 START_TYPES = frozenset({"Start ECS Task"})
 STOP_TYPES = frozenset({"Stop ECS Task", "Stop ECS Tasks"})
@@ -166,6 +129,8 @@ def parse_invocation(event: object) -> Invocation:
     if via == "schedule":
         # A rule without constant input: housekeeping. Schedules that start or stop engines
         # send constant input in the EventBridge shape instead.
+        from start_engines.commands.sync import SyncRequest
+
         return Invocation(SyncRequest(None), via)
     return Invocation(parse_event(event), via)
 
@@ -279,11 +244,15 @@ def _parse_api(event: Mapping[str, Any], via: Via) -> Command:
     if wait not in ("true", "false"):
         raise BadEvent("query parameter wait must be true or false", field="query.wait")
     if verb is None:
+        from start_engines.commands.status import StatusRequest
+
         _reject_unknown(body, set(), "body")
         return StatusRequest((_service(service, "path.service"),) if service else None)
     fields = {**body, "service": service}
     if verb == "stop":
         return _command("stop", fields, "body", None)
+    from start_engines.commands.start import StartRequest as StartRequest  # noqa: PLC0414
+
     command = _command("start", fields, "body", _request_id(event))
     assert isinstance(command, StartRequest)
     return StartRequest(
@@ -337,6 +306,8 @@ def _command(
     extra: frozenset[str] = frozenset(),
 ) -> Command:
     if action == "start":
+        from start_engines.commands.start import StartRequest
+
         _reject_unknown(fields, START_KEYS | extra, where)
         services, listed = _services(fields, where, required=True)
         assert services is not None
@@ -364,6 +335,8 @@ def _command(
             else (),
         )
     if action == "stop":
+        from start_engines.commands.stop import DEFAULT_STOP_REASON, StopRequest
+
         _reject_unknown(fields, STOP_KEYS, where)
         services, _ = _services(fields, where, required=False)
         task_id = fields.get("taskId")
@@ -385,12 +358,20 @@ def _command(
             reason=reason or DEFAULT_STOP_REASON,
         )
     if action == "reap":
+        from start_engines.commands.reap import ReapRequest
+
         _reject_unknown(fields, SELECT_KEYS | {"dryRun"}, where)
         services, _ = _services(fields, where, required=False)
         return ReapRequest(services, dry_run=_optional_bool(fields, "dryRun", where))
     _reject_unknown(fields, SELECT_KEYS, where)
     services, _ = _services(fields, where, required=False)
-    return StatusRequest(services) if action == "status" else SyncRequest(services)
+    if action == "status":
+        from start_engines.commands.status import StatusRequest
+
+        return StatusRequest(services)
+    from start_engines.commands.sync import SyncRequest as SyncRequest  # noqa: PLC0414
+
+    return SyncRequest(services)
 
 
 def _overrides(value: object, field: str, services: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
@@ -457,6 +438,8 @@ def _task_state_change(detail: Mapping[str, Any]) -> TaskStateChange:
         if not isinstance(value, str) or (required and not value):
             raise BadEvent(f"detail.{key} must be a non-empty string", field=f"detail.{key}")
         return value
+
+    from start_engines.commands.task_state import TaskStateChange as TaskStateChange  # noqa: PLC0414
 
     version = detail.get("version", 0)
     if isinstance(version, bool) or not isinstance(version, int):

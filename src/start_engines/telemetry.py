@@ -17,7 +17,6 @@ from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit, single_m
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 from start_engines.errors import error_types
-from start_engines.events import ReapRequest, StartRequest, StopRequest
 
 if TYPE_CHECKING:
     from start_engines.engines import Outcome
@@ -39,11 +38,11 @@ def record(command: Command, outcome: Outcome) -> None:
         engine = result.get("service")
         if not isinstance(engine, str):
             continue
-        if isinstance(command, StartRequest):
+        if command.kind == "start":
             _start(engine, result)
-        elif isinstance(command, StopRequest) and result.get("tasksStopped"):
+        elif command.kind == "stop" and result.get("tasksStopped"):
             _count("TasksStopped", int(result["tasksStopped"]), Engine=engine, Reason=REQUESTED)
-        elif isinstance(command, ReapRequest) and result.get("action") == "stopped":
+        elif command.kind == "reap" and result.get("action") == "stopped":
             reason = MAX_LIFETIME if result.get("reason") == "max lifetime" else IDLE
             _count("TasksStopped", len(result.get("taskIds", [])), Engine=engine, Reason=reason)
 

@@ -63,38 +63,29 @@ class Engines:
         )
 
     def dispatch(self, command: Command, deadline: Deadline) -> Outcome:
-        """Run any command; every front door (Lambda, CLI) comes through here."""
-        from start_engines.events import (
-            ReapRequest,
-            StartRequest,
-            StatusRequest,
-            StopRequest,
-            SyncRequest,
-        )
-
-        if isinstance(command, StartRequest):
+        """Run any command; every front door (Lambda, CLI) comes through here. It branches on
+        `kind`, so only this command's class and use case are ever imported."""
+        if command.kind == "start":
             from start_engines.engines.start import start
 
             return start(self.ctx, command, deadline)
-        if isinstance(command, StopRequest):
+        if command.kind == "stop":
             from start_engines.engines.stop import stop
 
             return stop(self.ctx, command, deadline)
-        if isinstance(command, StatusRequest):
+        if command.kind == "status":
             from start_engines.engines.status import status
 
             return status(self.ctx, command)
-        if isinstance(command, SyncRequest):
+        if command.kind == "sync":
             from start_engines.engines.sync import sync
 
             return sync(self.ctx, command)
-        if isinstance(command, ReapRequest):
+        if command.kind == "reap":
             from start_engines.engines.reap import reap_idle
 
             return reap_idle(self.ctx, command, deadline)
-        from start_engines.alb_request import WakeRequest
-
-        if isinstance(command, WakeRequest):
+        if command.kind == "wake":
             from start_engines.engines.wake import wake
 
             return wake(self.ctx, command, deadline)
