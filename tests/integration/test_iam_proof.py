@@ -317,6 +317,24 @@ def test_no_call_is_denied(proof: Proof) -> None:
     assert denied == []
 
 
+def test_without_a_statement_its_calls_are_denied(proof: Proof) -> None:
+    """The proof can fail: the same requests, against the role less one statement."""
+    role, sid = "StartEnginesRole", "StopAndReadTasksOnlyInTheEnginesClusters"
+    policies = {
+        name: {
+            **document,
+            "Statement": [s for s in document["Statement"] if s.get("Sid") != sid],
+        }
+        for name, document in proof.policies[role].items()
+    }
+    denied = {
+        d.request.action
+        for d in proof.decided
+        if d.role == role and not evaluate(policies, d.request).allowed
+    }
+    assert denied == {"ecs:StopTask", "ecs:DescribeTasks"}
+
+
 def test_every_use_case_made_its_calls(proof: Proof) -> None:
     """The scenarios reached what each role is for: not a proof over too few calls."""
     seen = {(d.role, d.request.action) for d in proof.decided}
