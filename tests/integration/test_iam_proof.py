@@ -271,7 +271,10 @@ def refuse(*args: Any, **kwargs: Any) -> Any:
 def proof(
     emulator: Emulator, clock: ManualClock, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Proof]:
-    emulator.reset()  # what earlier tests left (metrics, rules) would change the calls
+    # a clean slate: no task, target or lease of earlier tests (their traffic metrics are all
+    # older than the reap's window, 40 minutes on)
+    emulator.lifecycle.scrub()
+    forget_rules()
     lifecycle = emulator.lifecycle
     timings = (lifecycle.start_seconds, lifecycle.health_seconds)
     # quick tasks and health checks: fewer polls, the same calls
@@ -302,9 +305,12 @@ def proof(
         yield proof
     finally:
         lifecycle.start_seconds, lifecycle.health_seconds = timings
-        emulator.lifecycle.scrub()
+        lifecycle.scrub()
+        assert emulator.provisioned is not None
+        forward(emulator, "pdf", emulator.provisioned.target_groups["pdf"])  # awake, as provisioned
         forget_rules()
-        emulator.reset()
+        # its rules, functions, roles and table go with it; the engines stay
+        emulator.clients()._client("cloudformation").delete_stack(StackName=STACK)
 
 
 def check_no_call_is_denied(proof: Proof) -> None:
