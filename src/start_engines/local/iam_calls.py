@@ -96,9 +96,8 @@ class Account:
     account_id: str
     partition: str = "aws"
 
-    def arn(self, service: str, resource: str, *, region: bool = True) -> str:
-        where = self.region if region else ""
-        return f"arn:{self.partition}:{service}:{where}:{self.account_id}:{resource}"
+    def arn(self, service: str, resource: str) -> str:
+        return f"arn:{self.partition}:{service}:{self.region}:{self.account_id}:{resource}"
 
 
 @dataclass(frozen=True)
@@ -143,8 +142,9 @@ def authorizations(call: Call, account: Account, definitions: TaskDefinitions) -
     return mapper(call, account, definitions)
 
 
-def _context(**keys: str) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted((key.replace("__", ":"), value) for key, value in keys.items()))
+def _key(name: str, value: str) -> tuple[tuple[str, str], ...]:
+    """A request's one condition key."""
+    return ((name, value),)
 
 
 def _unscoped(action: str) -> Mapper:
@@ -174,7 +174,7 @@ def _tasks(action: str, key: str) -> Mapper:
         value = call.params.get(key, [])
         tasks = [value] if isinstance(value, str) else list(value)
         return [
-            Request(action, _task_arn(str(task), cluster, account), _context(ecs__cluster=cluster))
+            Request(action, _task_arn(str(task), cluster, account), _key("ecs:cluster", cluster))
             for task in tasks
         ]
 
@@ -193,27 +193,27 @@ def _list_tasks(call: Call, account: Account, definitions: TaskDefinitions) -> l
             if str(instance).startswith("arn:")
             else account.arn("ecs", f"container-instance/{name}/{instance}")
         )
-    return [Request("ecs:ListTasks", resource, _context(ecs__cluster=cluster))]
+    return [Request("ecs:ListTasks", resource, _key("ecs:cluster", cluster))]
 
 
 def _run_task(call: Call, account: Account, definitions: TaskDefinitions) -> list[Request]:
     cluster = _cluster_arn(call, account)
     definition = definitions.resolve(str(call.params["taskDefinition"]))
-    requests = [Request("ecs:RunTask", definition.arn, _context(ecs__cluster=cluster))]
+    requests = [Request("ecs:RunTask", definition.arn, _key("ecs:cluster", cluster))]
     overrides = call.params.get("overrides") or {}  # a role there replaces the definition's
     roles = {
         overrides.get("taskRoleArn") or definition.task_role,
         overrides.get("executionRoleArn") or definition.execution_role,
     }
     requests += [
-        Request("iam:PassRole", role, _context(iam__PassedToService=ECS_TASKS))
+        Request("iam:PassRole", role, _key("iam:PassedToService", ECS_TASKS))
         for role in sorted(r for r in roles if r)
     ]
     tagged = call.params.get("tags") or call.params.get("propagateTags") == "TASK_DEFINITION"
     if tagged:  # the task it creates: its ID is not known yet
         name = cluster.rsplit("/", 1)[-1]
         task = account.arn("ecs", f"task/{name}/*")
-        requests.append(Request("ecs:TagResource", task, _context(ecs__CreateAction="RunTask")))
+        requests.append(Request("ecs:TagResource", task, _key("ecs:CreateAction", "RunTask")))
     return requests
 
 
@@ -292,7 +292,7 @@ def _send_message(call: Call, account: Account, definitions: TaskDefinitions) ->
 
 def _put_metric_data(call: Call, account: Account, definitions: TaskDefinitions) -> list[Request]:
     namespace = str(call.params["Namespace"])
-    return [Request("cloudwatch:PutMetricData", "*", _context(cloudwatch__namespace=namespace))]
+    return [Request("cloudwatch:PutMetricData", "*", _key("cloudwatch:namespace", namespace))]
 
 
 def _unscoped_all(
