@@ -315,7 +315,8 @@ def proof(
 
 def check_no_call_is_denied(proof: Proof) -> None:
     denied = [
-        f"{d.role}: {d.request.action} on {d.request.resource} {dict(d.request.context)} "
+        f"{d.role}: {d.service} {d.operation} needs {d.request.action} on {d.request.resource} "
+        f"{dict(d.request.context)} "
         f"({d.result.decision.value}, by {[s.label for s in d.result.statements]})"
         for d in proof.decided
         if not d.result.allowed
