@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import os
@@ -72,3 +73,26 @@ def resources(emulator: Emulator, name: str) -> dict[str, dict[str, Any]]:
     cfn = emulator.clients()._client("cloudformation")
     summaries = cfn.list_stack_resources(StackName=name)["StackResourceSummaries"]
     return {r["LogicalResourceId"]: r for r in summaries}
+
+
+def role_policies(emulator: Emulator, stack: str, role: str) -> dict[str, dict[str, Any]]:
+    """The inline policies of the stack's role `role` (logical ID) as IAM holds them: every
+    intrinsic resolved by CloudFormation. Policy name -> document."""
+    iam = emulator.clients()._client("iam")
+    name = resources(emulator, stack)[role]["PhysicalResourceId"]
+    documents: dict[str, dict[str, Any]] = {}
+    for policy in iam.list_role_policies(RoleName=name)["PolicyNames"]:
+        document = iam.get_role_policy(RoleName=name, PolicyName=policy)["PolicyDocument"]
+        documents[policy] = _document(document)
+    return documents
+
+
+def _document(document: Any) -> dict[str, Any]:
+    """IAM's answer is the document; moto's CloudFormation stores a Python repr of it."""
+    if isinstance(document, dict):
+        return document
+    try:
+        parsed: dict[str, Any] = json.loads(document)
+    except json.JSONDecodeError:
+        parsed = ast.literal_eval(document)
+    return parsed

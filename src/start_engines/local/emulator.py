@@ -16,6 +16,8 @@ from start_engines.local.provision import Provisioned, provision
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    import botocore.session
+
     from start_engines.clock import Clock
     from start_engines.local.front_door import FrontDoor
 
@@ -123,10 +125,13 @@ class Emulator:
         if self.provisioned:
             os.environ.update(self.provisioned.environ())
 
-    def clients(self) -> Clients:
+    def clients(self, hook: Callable[[botocore.session.Session], None] | None = None) -> Clients:
+        """Clients of a session of their own; `hook` gets it first (iam_calls records calls)."""
         import botocore.session
 
         session = botocore.session.get_session()
+        if hook is not None:
+            hook(session)
         session.set_config_variable("region", REGION)
         session.set_credentials(
             CREDENTIALS["AWS_ACCESS_KEY_ID"],
