@@ -134,10 +134,35 @@ def test_load_balancer_lease_and_event_calls(definitions: EcsTaskDefinitions) ->
             Call("dynamodb", "PutItem", {"TableName": "leases", "Item": {}}),
             [Request("dynamodb:PutItem", table)],
         ),
+        (  # the partition key's value: dynamodb:LeadingKeys
+            Call(
+                "dynamodb",
+                "PutItem",
+                {"TableName": "leases", "Item": {"pk": {"S": "task#t1"}, "v": {"N": "2"}}},
+            ),
+            [Request("dynamodb:PutItem", table, (("dynamodb:LeadingKeys", "task#t1"),))],
+        ),
         (
-            Call("dynamodb", "BatchGetItem", {"RequestItems": {"leases": {}, table + "2": {}}}),
+            Call("dynamodb", "UpdateItem", {"TableName": "leases", "Key": {"pk": {"S": "a"}}}),
+            [Request("dynamodb:UpdateItem", table, (("dynamodb:LeadingKeys", "a"),))],
+        ),
+        (
+            Call(
+                "dynamodb",
+                "BatchGetItem",
+                {
+                    "RequestItems": {
+                        "leases": {"Keys": [{"pk": {"S": "task#1"}}, {"pk": {"S": "task#2"}}]},
+                        table + "2": {},
+                    }
+                },
+            ),
             [
-                Request("dynamodb:BatchGetItem", table),
+                Request(
+                    "dynamodb:BatchGetItem",
+                    table,
+                    (("dynamodb:LeadingKeys", "task#1"), ("dynamodb:LeadingKeys", "task#2")),
+                ),
                 Request("dynamodb:BatchGetItem", table + "2"),
             ],
         ),

@@ -430,6 +430,7 @@ IDS = (
     (re.compile(r"/[0-9a-f]{32}\b"), "/*"),  # a task, as AWS names it
     (re.compile(r"(/[0-9a-f]{16})+\b"), "/*"),  # ELB's IDs: target group, rule, listener
     (re.compile(r"(task-definition/[A-Za-z0-9_-]+):\d+"), r"\1:*"),  # a revision
+    (re.compile(r"^(event|lease|task|wake)#.*$", re.DOTALL), r"\1#*"),  # a lease table item
 )
 
 

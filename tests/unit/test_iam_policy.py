@@ -181,9 +181,53 @@ def test_every_operator_and_key_must_hold() -> None:
     assert decide(policies, one) is Decision.IMPLICIT_DENY
 
 
+LEASES = "arn:aws:dynamodb:us-east-2:123456789012:table/leases"
+
+
+def put(*keys: str) -> Request:
+    return Request("dynamodb:PutItem", LEASES, tuple(("dynamodb:LeadingKeys", k) for k in keys))
+
+
+def test_for_all_values_needs_every_value_of_the_request_to_match() -> None:
+    policies = policy(
+        allow(
+            "dynamodb:PutItem",
+            LEASES,
+            Condition={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["task#*"]}},
+        )
+    )
+    assert decide(policies, put("task#arn:1")) is Decision.ALLOW
+    assert decide(policies, put("task#arn:1", "task#arn:2")) is Decision.ALLOW
+    assert decide(policies, put("task#arn:1", "lease#auth")) is Decision.IMPLICIT_DENY
+    assert decide(policies, put("lease#auth")) is Decision.IMPLICIT_DENY
+    # as AWS evaluates it: a request without the key has no value that fails
+    assert decide(policies, put()) is Decision.ALLOW
+
+
+def test_for_any_value_needs_one_value_of_the_request_to_match() -> None:
+    policies = policy(
+        allow(
+            "dynamodb:PutItem",
+            LEASES,
+            Condition={"ForAnyValue:StringEquals": {"dynamodb:LeadingKeys": ["lease#auth"]}},
+        )
+    )
+    assert decide(policies, put("task#arn:1", "lease#auth")) is Decision.ALLOW
+    assert decide(policies, put("task#arn:1")) is Decision.IMPLICIT_DENY
+    assert decide(policies, put()) is Decision.IMPLICIT_DENY
+
+
 @pytest.mark.parametrize(
     "operator",
-    ["StringNotEquals", "StringEqualsIfExists", "ForAnyValue:StringEquals", "Null", "Bool", "x"],
+    [
+        "StringNotEquals",
+        "StringEqualsIfExists",
+        "ForAnyValue:Bool",
+        "ForSomeValues:StringLike",
+        "Null",
+        "Bool",
+        "x",
+    ],
 )
 def test_an_unknown_operator_fails_loudly_never_allows(operator: str) -> None:
     policies = policy(allow("ecs:StopTask", Condition={operator: {"ecs:cluster": "x"}}))

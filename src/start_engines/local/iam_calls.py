@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
@@ -95,6 +95,8 @@ class Account:
     region: str
     account_id: str
     partition: str = "aws"
+    # table name -> its partition key attribute, for dynamodb:LeadingKeys (default "pk")
+    partition_keys: Mapping[str, str] = field(default_factory=dict)
 
     def arn(self, service: str, resource: str) -> str:
         return f"arn:{self.partition}:{service}:{self.region}:{self.account_id}:{resource}"
@@ -142,7 +144,10 @@ def authorizations(call: Call, account: Account, definitions: TaskDefinitions) -
     return mapper(call, account, definitions)
 
 
-def _key(name: str, value: str) -> tuple[tuple[str, str], ...]:
+Context = tuple[tuple[str, str], ...]
+
+
+def _key(name: str, value: str) -> Context:
     """A request's one condition key."""
     return ((name, value),)
 
@@ -241,17 +246,38 @@ def _table(name: str, account: Account) -> str:
     return name if name.startswith("arn:") else account.arn("dynamodb", f"table/{name}")
 
 
+LEADING_KEYS = "dynamodb:LeadingKeys"
+
+
+def _leading_keys(account: Account, table: str, keys: Iterable[Mapping[str, Any]]) -> Context:
+    """dynamodb:LeadingKeys: the partition key value of each item (Key or Item) touched."""
+    attribute = account.partition_keys.get(table.rsplit("/", 1)[-1], "pk")
+    values = [next(iter(k[attribute].values())) for k in keys if attribute in k]
+    return tuple((LEADING_KEYS, str(v)) for v in dict.fromkeys(values))
+
+
 def _item(action: str) -> Mapper:
-    return lambda call, account, definitions: [
-        Request(action, _table(str(call.params["TableName"]), account))
-    ]
+    def mapper(call: Call, account: Account, definitions: TaskDefinitions) -> list[Request]:
+        table = str(call.params["TableName"])
+        item = call.params.get("Key") or call.params.get("Item")
+        keys = _leading_keys(account, table, [item] if item else [])
+        return [Request(action, _table(table, account), keys)]
+
+    return mapper
 
 
 def _batch(action: str) -> Mapper:
     """BatchGetItem, BatchWriteItem: each table named in RequestItems."""
-    return lambda call, account, definitions: [
-        Request(action, _table(str(name), account)) for name in call.params["RequestItems"]
-    ]
+
+    def mapper(call: Call, account: Account, definitions: TaskDefinitions) -> list[Request]:
+        requests = []
+        for name, asked in call.params["RequestItems"].items():
+            items = asked.get("Keys", []) if isinstance(asked, dict) else []
+            keys = _leading_keys(account, str(name), items)
+            requests.append(Request(action, _table(str(name), account), keys))
+        return requests
+
+    return mapper
 
 
 def _transact(call: Call, account: Account, definitions: TaskDefinitions) -> list[Request]:

@@ -40,8 +40,12 @@ class Request:
     context: tuple[tuple[str, str], ...] = ()  # condition key -> value
 
     def value(self, key: str) -> str | None:
+        return next(iter(self.values(key)), None)
+
+    def values(self, key: str) -> list[str]:
+        """Every value of a key (a multivalued key such as dynamodb:LeadingKeys repeats)."""
         wanted = key.lower()  # condition key names are case-insensitive
-        return next((v for k, v in self.context if k.lower() == wanted), None)
+        return [v for k, v in self.context if k.lower() == wanted]
 
 
 @dataclass(frozen=True)
@@ -119,10 +123,7 @@ def _applies(ref: StatementRef, statement: Mapping[str, Any], request: Request) 
     matched = any(_glob(r, request.resource, case=True) for r in resources)
     if matched != (resource == "Resource"):
         return False
-    return all(
-        (actual := request.value(key)) is not None and any(test(e, actual) for e in expected)
-        for test, key, expected in conditions
-    )
+    return all(test(expected, request.values(key)) for test, key, expected in conditions)
 
 
 def _exactly_one(ref: StatementRef, statement: Mapping[str, Any], one: str, other: str) -> str:
@@ -140,16 +141,36 @@ def _strings(ref: StatementRef, value: Any) -> list[str]:
 
 
 Test = Callable[[str, str], bool]  # (the policy's value, the request's) -> holds
+KeyTest = Callable[[list[str], list[str]], bool]  # (the policy's values, the request's)
 
 
-def _parsed_conditions(ref: StatementRef, block: Any) -> list[tuple[Test, str, list[str]]]:
+def _single(test: Test) -> KeyTest:
+    """A single-valued key: present, and any of the policy's values matches it."""
+    return lambda expected, actual: bool(actual) and any(test(e, actual[0]) for e in expected)
+
+
+def _for_all_values(test: Test) -> KeyTest:
+    """ForAllValues: every value of the request matches one of the policy's. As AWS does, a
+    request without the key matches too (the set of its values is empty)."""
+    return lambda expected, actual: all(any(test(e, a) for e in expected) for a in actual)
+
+
+def _for_any_value(test: Test) -> KeyTest:
+    """ForAnyValue: some value of the request matches one of the policy's."""
+    return lambda expected, actual: any(test(e, a) for e in expected for a in actual)
+
+
+def _parsed_conditions(ref: StatementRef, block: Any) -> list[tuple[KeyTest, str, list[str]]]:
     """(test, key, values) for each key of each operator. Every one must hold (AND); any value
     of a key may match (OR); a key the request does not carry matches nothing."""
     if not isinstance(block, dict):
         raise UnsupportedPolicy(f"{ref.label}: Condition must be an object")
-    parsed: list[tuple[Test, str, list[str]]] = []
+    parsed: list[tuple[KeyTest, str, list[str]]] = []
     for operator, keys in block.items():
-        test = OPERATORS.get(operator)
+        qualifier, _, name = str(operator).rpartition(":")
+        base = OPERATORS.get(name)
+        set_test = SET_OPERATORS.get(qualifier)
+        test = set_test(base) if base is not None and set_test is not None else None
         if test is None:
             raise UnsupportedPolicy(f"{ref.label}: condition operator {operator!r} unsupported")
         if not isinstance(keys, dict):
@@ -171,6 +192,11 @@ OPERATORS: dict[str, Test] = {
     "StringLike": lambda expected, actual: _glob(expected, actual, case=True),
     "ArnEquals": _arn_like,
     "ArnLike": _arn_like,
+}
+SET_OPERATORS: dict[str, Callable[[Test], KeyTest]] = {
+    "": _single,
+    "ForAllValues": _for_all_values,
+    "ForAnyValue": _for_any_value,
 }
 
 
