@@ -300,6 +300,8 @@ def test_a_failed_start_is_reported_to_concurrent_followers(
     assert set(types) <= {"TaskStopped", "StartFailedElsewhere"}
     assert len(mutations(aws, "RunTask")) == 1  # no retry storm
     assert live_tasks(aws, "fa-cluster") == []
+    assert all(state == "draining" for _, _, state in targets(aws, "fa"))
+    past_draining(clock)  # however far the five starts' sleeps moved the shared clock
     assert targets(aws, "fa") == []
 
 
