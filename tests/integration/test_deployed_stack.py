@@ -18,6 +18,7 @@ from tests.conftest import START_SECONDS
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
     from start_engines.local.stack import DeployedStack
 
@@ -26,11 +27,18 @@ ENGINES_CONFIG = {"auth": {"idleMinutes": 10, "minUptimeMinutes": 5}}
 
 
 @pytest.fixture(scope="module")
-def stack(emulator: Emulator) -> Iterator[DeployedStack]:
-    """Both templates deployed once for the module, with every optional way in; afterwards
-    the emulator is reset (the stack's rules would stay on its default bus)."""
+def record_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("calls")
+
+
+@pytest.fixture(scope="module")
+def stack(emulator: Emulator, record_dir: Path) -> Iterator[DeployedStack]:
+    """Both templates deployed once for the module, with every optional way in, each
+    function's AWS calls recorded; afterwards the emulator is reset (the stack's rules would
+    stay on its default bus)."""
     emulator.lifecycle.scrub()
     deployed = emulator.deploy_stack(
+        record_dir,
         wakeable=("pdf",),
         CreateStateMachine="true",
         EnginesConfig=json.dumps(ENGINES_CONFIG),
@@ -116,7 +124,9 @@ def received(emulator: Emulator, url: str) -> list[dict[str, Any]]:
 # --- PutEvents -> the deployed Commands rule -> StartEnginesFunction -------------------------
 
 
-def test_put_events_of_the_seed_starts_auth(emulator: Emulator, deployed: DeployedStack) -> None:
+def test_put_events_of_the_seed_starts_auth(
+    emulator: Emulator, deployed: DeployedStack, record_dir: Path
+) -> None:
     ready = subscribe(emulator, "engine-ready", "Engine Ready")
     events = emulator.clients().events
     start = worker(emulator, "StartEnginesFunction")
@@ -143,6 +153,14 @@ def test_put_events_of_the_seed_starts_auth(emulator: Emulator, deployed: Deploy
     (message,) = received(emulator, ready)
     assert message["detail-type"] == "Engine Ready"
     assert (message["detail"]["service"], message["detail"]["privateIp"]) == ("auth", ip)
+    # what the function called, as the IAM evaluator reads it
+    lines = (record_dir / "StartEnginesFunction.jsonl").read_text().splitlines()
+    calls = [json.loads(line) for line in lines]
+    run_task = [c for c in calls if (c["service"], c["operation"]) == ("ecs", "RunTask")]
+    assert [c["params"]["cluster"] for c in run_task] == ["auth-cluster"]
+    assert {"service": "elbv2", "operation": "RegisterTargets"} in [
+        {k: c[k] for k in ("service", "operation")} for c in calls
+    ]
 
 
 # --- ECS Task State Change -> the deployed aws.ecs rule -> TaskStateFunction -----------------
