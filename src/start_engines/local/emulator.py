@@ -173,6 +173,7 @@ class Emulator:
         try:
             stack = deploy_both(self.clients(), self.provisioned, wakeable, **parameters)
         except Exception:
+            workers.stop()
             self.undeploy()
             raise
         self.workers = Workers(
@@ -182,6 +183,7 @@ class Emulator:
             record_dir,
         ).start()
         self.wiring.workers = self.workers
+        workers.stop()  # the placeholder that served while CloudFormation ran
         self.schedules = Schedules(self.lifecycle.time, self.wiring)
         self.schedules.arm()
         self.stack = stack
