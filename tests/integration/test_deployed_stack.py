@@ -130,7 +130,7 @@ def test_put_events_of_the_seed_starts_auth(
     ready = subscribe(emulator, "engine-ready", "Engine Ready")
     events = emulator.clients().events
     start = worker(emulator, "StartEnginesFunction")
-    before = len(start.invocations)
+    before, pid = len(start.invocations), start.pid
 
     other = {**SEED, "Source": "other.app"}
     assert events.put_events(Entries=[other])["FailedEntryCount"] == 0
@@ -147,6 +147,7 @@ def test_put_events_of_the_seed_starts_auth(
         {"service": "auth"},
     )
     assert start.failures == []
+    assert start.pid == pid  # warm: the same process as before
     assert ("RunTask", "auth-cluster") in emulator.lifecycle.mutations
     (ip,) = task_ips(emulator, "auth-cluster")
     assert registered(emulator, deployed.alb_outputs["AuthTargetGroupArns"]) == [ip]
@@ -257,7 +258,7 @@ def test_the_reaper_schedule_stops_an_idle_engine(
     assert registered(emulator, group) == []
 
 
-def test_the_morning_schedule_starts_the_scheduled_engines(
+def test_the_morning_and_evening_schedules_start_and_stop_the_scheduled_engines(
     emulator: Emulator, deployed: DeployedStack, clock: ManualClock
 ) -> None:
     assert emulator.schedules is not None
@@ -282,6 +283,26 @@ def test_the_morning_schedule_starts_the_scheduled_engines(
     assert ("RunTask", "auth-cluster") in emulator.lifecycle.mutations  # ScheduledEngines: auth
     (ip,) = task_ips(emulator, "auth-cluster")
     assert registered(emulator, deployed.alb_outputs["AuthTargetGroupArns"]) == [ip]
+
+    clock.advance(12 * 3600)  # 19:00 the same weekday
+    fired = emulator.schedules.fire_due()
+    assert deployed.physical_id("EveningStopRule") in fired
+    emulator.workers.drain()  # type: ignore[union-attr]
+    evening = {
+        "source": "start-engines.schedule",
+        "detail-type": "Stop ECS Tasks",
+        "detail": {"services": ["auth"], "reason": "evening schedule"},
+    }
+    last = max(i for i, event in enumerate(start.invocations) if event == evening)
+    answer = start.answers[last]
+    assert answer.function_error is None
+    assert answer.payload["statusCode"] == 200, answer.payload
+    (result,) = answer.payload["body"]["results"]  # it stopped auth, not the reaper after it
+    assert (result["service"], result["status"], result["tasksStopped"]) == ("auth", "stopped", 1)
+    assert registered(emulator, deployed.alb_outputs["AuthTargetGroupArns"]) == []
+    ecs = emulator.clients().ecs
+    (task,) = ecs.describe_tasks(cluster="auth-cluster", tasks=result["taskIds"])["tasks"]
+    assert task["desiredStatus"] == "STOPPED"
 
 
 # --- Step Functions: the sample state machine, run by moto's ASL interpreter -----------------

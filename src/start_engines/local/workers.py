@@ -86,6 +86,7 @@ class Worker:
         self.spec = spec
         self.log_path = log_path
         self.invocations: list[Any] = []  # every event it was given, in order
+        self.answers: list[Invocation] = []  # each invocation's answer, in the same order
         self.failures: list[tuple[Any, Any]] = []  # failed asynchronous ones: (event, error)
         self._environ = dict(environ)
         self._process: subprocess.Popen[bytes] | None = None
@@ -157,8 +158,18 @@ class Worker:
         self._inbox = os.fdopen(from_parent, "wb", buffering=0)
         self._outbox = os.fdopen(to_parent, "rb")
 
+    @property
+    def pid(self) -> int | None:
+        """The process now serving (the same one while warm)."""
+        return self._process.pid if self._process is not None else None
+
     def _call(self, event: Any, arn: str) -> Invocation:
+        answer = self._answer(event, arn)
         self.invocations.append(event)
+        self.answers.append(answer)
+        return answer
+
+    def _answer(self, event: Any, arn: str) -> Invocation:
         self._ensure_started()
         assert self._inbox is not None and self._outbox is not None
         try:
