@@ -1,7 +1,9 @@
 """The deployed functions' workers: one warm process per function (worker.py), reached by
 whatever reaches the function on AWS (Invoke, an EventBridge target, Step Functions, ALB).
 
-A function's worker runs one invocation at a time, as one Lambda execution environment does.
+A function's worker runs one invocation at a time, as one Lambda execution environment does,
+and is stopped (then started afresh) when one runs past the function's timeout in real time:
+an upper bound, as the emulator's clocks run at least as fast as real time.
 Asynchronous invocations (InvocationType=Event, EventBridge) queue to it and return at once;
 `drain()` waits until every queue is empty. A failed asynchronous invocation is kept in
 `failures` (Lambda would retry it and then send it to the dead-letter destination).
@@ -13,6 +15,7 @@ import json
 import logging
 import os
 import queue
+import select
 import shutil
 import subprocess
 import sys
@@ -174,9 +177,17 @@ class Worker:
         assert self._inbox is not None and self._outbox is not None
         try:
             self._inbox.write(json.dumps({"event": event, "arn": arn}).encode("utf-8") + b"\n")
-            line = self._outbox.readline()
+            # one answer line per invocation, so nothing is buffered while it runs
+            answered, _, _ = select.select([self._outbox], [], [], self.spec.timeout)
+            line = self._outbox.readline() if answered else None
         except OSError:
             line = b""
+        if line is None:  # a hung function: stopped after its timeout, in real time
+            self._close()
+            message = f"Task timed out after {self.spec.timeout:.2f} seconds"
+            return Invocation(
+                {"errorType": "Sandbox.Timedout", "errorMessage": message}, "Unhandled"
+            )
         if not line:  # the process died: Lambda reports it and starts a fresh one next time
             self._close()
             return Invocation(
