@@ -29,7 +29,7 @@ def workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Workers
     (tmp_path / "sample_handler.py").write_text(HANDLER)
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     arn = "arn:aws:lambda:us-east-2:123456789012:function:sample"
-    spec = FunctionSpec("Sample", "sample", arn, "sample_handler.handler", {}, 0.5, 128)
+    spec = FunctionSpec("Sample", "sample", arn, "sample_handler.handler", {}, 1.0, 128)
     running = Workers([spec], {}, "system").start()
     yield running
     running.stop()
@@ -40,7 +40,7 @@ def test_a_worker_answers_warm_and_reports_errors_as_lambda_does(workers: Worker
     answer = worker.invoke({})
     assert answer.function_error is None
     assert answer.payload["name"] == "sample"
-    assert 0 < answer.payload["left"] <= 500  # the function's timeout, on the clock
+    assert 0 < answer.payload["left"] <= 1000  # the function's timeout, on the clock
     pid = worker.pid
     failed = worker.invoke({"fail": "luck"})
     assert failed.function_error == "Unhandled"

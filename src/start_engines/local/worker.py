@@ -3,7 +3,8 @@ handler once and answers invocations, warm, as Lambda's runtime does (`python -m
 
 Its environment is the function's, from the stack, plus the emulator's endpoint and
 credentials. It reads invocations, one JSON line each, from the file descriptor named by
-WORKER_FDS and writes one answer line per invocation to the other: the handler's result, or
+WORKER_FDS and, once its handler is imported, writes READY, then one answer line per
+invocation to the other: the handler's result, or
 the error Lambda reports for an exception (errorType, errorMessage, stackTrace). Stdout and
 stderr are the function's logs.
 
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 WORKER_FDS = "START_ENGINES_WORKER_FDS"
 RECORD_ENV = "START_ENGINES_RECORD_FILE"
 ARN_ENV = "START_ENGINES_FUNCTION_ARN"
+READY = b'{"ready": true}'
 
 
 class Context:
@@ -111,6 +113,7 @@ def main() -> None:
     handler = getattr(module, function_name)
     install_runtime(module, clock, record_file)
     with os.fdopen(read_fd, "rb") as inbox, os.fdopen(write_fd, "wb", buffering=0) as outbox:
+        outbox.write(READY + b"\n")  # the init phase is over: invocations are timed from here
         for line in inbox:
             reply = answer(handler, json.loads(line), clock, timeout)
             try:

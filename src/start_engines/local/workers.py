@@ -27,13 +27,15 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from start_engines.local.clock import CLOCK_ENV
-from start_engines.local.worker import ARN_ENV, RECORD_ENV, WORKER_FDS
+from start_engines.local.worker import ARN_ENV, READY, RECORD_ENV, WORKER_FDS
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
 logger = logging.getLogger(__name__)
 
+# Lambda's init phase may take 10 s; a loaded test machine starting Python may take longer
+INIT_TIMEOUT = 60.0
 # what a process inherits from ours besides the function's own environment
 INHERITED = ("PATH", "HOME", "LANG", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
 
@@ -95,6 +97,7 @@ class Worker:
         self._process: subprocess.Popen[bytes] | None = None
         self._inbox: IO[bytes] | None = None
         self._outbox: IO[bytes] | None = None
+        self._ready = False  # the process imported the handler (its init phase is over)
         self._lock = threading.Lock()
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._thread = threading.Thread(
@@ -158,6 +161,7 @@ class Worker:
             )
         os.close(to_worker)
         os.close(from_worker)
+        self._ready = False
         self._inbox = os.fdopen(from_parent, "wb", buffering=0)
         self._outbox = os.fdopen(to_parent, "rb")
 
@@ -175,6 +179,15 @@ class Worker:
     def _answer(self, event: Any, arn: str) -> Invocation:
         self._ensure_started()
         assert self._inbox is not None and self._outbox is not None
+        if not self._ready:  # the init phase (imports) has a timeout of its own, as on Lambda
+            ready, _, _ = select.select([self._outbox], [], [], INIT_TIMEOUT)
+            self._ready = bool(ready) and self._outbox.readline().strip() == READY
+            if not self._ready:
+                self._close()
+                return Invocation(
+                    {"errorType": "Runtime.ExitError", "errorMessage": "the worker did not start"},
+                    "Unhandled",
+                )
         try:
             self._inbox.write(json.dumps({"event": event, "arn": arn}).encode("utf-8") + b"\n")
             # one answer line per invocation, so nothing is buffered while it runs
