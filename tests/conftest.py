@@ -11,6 +11,7 @@ import pytest
 from start_engines import lambda_function
 from start_engines.config import ENGINE_KEYS, SERVICE_MAPPINGS, env_prefix
 from start_engines.local import Emulator, ManualClock
+from start_engines.local.clock import SharedClock
 from start_engines.local.context import LambdaContext
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ STOP_SECONDS = 2.0
 
 @pytest.fixture(scope="session")
 def clock() -> ManualClock:
-    return ManualClock()
+    return SharedClock()
 
 
 @pytest.fixture(scope="session")

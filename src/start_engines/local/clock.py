@@ -1,9 +1,24 @@
-"""A clock that moves only when someone sleeps on it: tests wait without waiting."""
+"""Clocks for the emulator: a clock that moves only when someone sleeps on it (tests wait
+without waiting), and clocks worker processes share (SharedClock, ScaledClock)."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import mmap
+import os
+import struct
+import tempfile
 import threading
+import time
+import weakref
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from start_engines.clock import SystemClock
+
+if TYPE_CHECKING:
+    from start_engines.clock import Clock
 
 EPOCH = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 
@@ -79,3 +94,106 @@ class _Worker:
 
     def __exit__(self, *exc: object) -> None:
         self._clock._join(-1)
+
+
+# --- clocks other processes can share (the deployed stack's function workers) -----------------
+
+CLOCK_ENV = "START_ENGINES_LOCAL_CLOCK"
+_SLOT = struct.Struct("d")
+
+
+class SharedClock(ManualClock):
+    """A ManualClock whose reading lives in a small file mapped into memory: worker processes
+    attach to it by `spec()` and read and move the same time. A sleep anywhere moves it for
+    everyone, at once, as ManualClock's does."""
+
+    def __init__(self, start: float = 1000.0, path: str | None = None) -> None:
+        super().__init__(start)
+        self.owner = path is None
+        if path is None:
+            fd, path = tempfile.mkstemp(prefix="start-engines-clock-")
+            os.write(fd, _SLOT.pack(start))
+            os.close(fd)
+            weakref.finalize(self, _unlink, path)
+        self.path = path
+        self._file = open(path, "r+b")  # noqa: SIM115 - mapped for the clock's whole life
+        self._map = mmap.mmap(self._file.fileno(), _SLOT.size)
+
+    def spec(self) -> str:
+        return f"manual:{self.path}"
+
+    def now(self) -> float:
+        value: float = _SLOT.unpack_from(self._map, 0)[0]
+        return value
+
+    def advance(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        with self._lock:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX)
+            try:
+                _SLOT.pack_into(self._map, 0, self.now() + seconds)
+            finally:
+                fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+            self.sleeps.append(seconds)
+
+
+class ScaledClock:
+    """Real time, `factor` times faster: emulated = origin + real elapsed x factor. Shared by
+    `spec()` (CLOCK_MONOTONIC is one clock for every process on Linux); `make demo` can run
+    an accelerated day with it."""
+
+    def __init__(
+        self,
+        factor: float = 1.0,
+        origin: float | None = None,
+        start: float = 1000.0,
+        wall_start: datetime | None = None,
+    ) -> None:
+        if factor <= 0:
+            raise ValueError("factor must be positive")
+        self.factor = factor
+        self.origin = time.monotonic() if origin is None else origin
+        self.start = start
+        self.wall_start = wall_start or datetime.now(UTC)
+
+    def spec(self) -> str:
+        wall = self.wall_start.timestamp()
+        return f"scaled:{self.factor!r}:{self.origin!r}:{self.start!r}:{wall!r}"
+
+    def now(self) -> float:
+        return self.start + (time.monotonic() - self.origin) * self.factor
+
+    def wall(self) -> datetime:
+        return self.wall_start + timedelta(seconds=self.now() - self.start)
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds / self.factor)
+
+
+def clock_spec(clock: Clock) -> str:
+    """How another process rebuilds `clock` (clock_from_spec); "system" for real time."""
+    spec = getattr(clock, "spec", None)
+    if callable(spec):
+        return str(spec())
+    if isinstance(clock, SystemClock):
+        return "system"
+    raise ValueError(f"{type(clock).__name__} cannot be shared with other processes")
+
+
+def clock_from_spec(spec: str) -> Clock:
+    kind, _, rest = spec.partition(":")
+    if kind == "manual":
+        return SharedClock(path=rest)
+    if kind == "scaled":
+        factor, origin, start, wall = (float(part) for part in rest.split(":"))
+        return ScaledClock(factor, origin, start, datetime.fromtimestamp(wall, UTC))
+    if kind == "system":
+        return SystemClock()
+    raise ValueError(f"unknown clock spec {spec!r}")
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)

@@ -7,8 +7,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 
-def task_state_change(task: dict[str, Any], version: int | None = None) -> dict[str, Any]:
-    """Build the event from a DescribeTasks task, as EventBridge shapes it."""
+def task_state_change(
+    task: dict[str, Any], version: int | None = None, at: datetime | None = None
+) -> dict[str, Any]:
+    """Build the event from a DescribeTasks task, as EventBridge shapes it (`at`: its time)."""
     arn = task["taskArn"]
     region, account = arn.split(":")[3], arn.split(":")[4]
     detail = {
@@ -34,7 +36,7 @@ def task_state_change(task: dict[str, Any], version: int | None = None) -> dict[
         "detail-type": "ECS Task State Change",
         "source": "aws.ecs",
         "account": account,
-        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "time": (at or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "region": region,
         "resources": [arn],
         "detail": detail,

@@ -1,0 +1,394 @@
+"""The deployed stack, run on the emulator: one end-to-end test per way in, through the wiring
+CloudFormation created (rules, targets, permissions, environment), never by calling
+lambda_handler here. Each function runs in its own worker process (local/workers.py)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from start_engines import lambda_function
+from start_engines.local import Emulator, ManualClock
+from tests.conftest import START_SECONDS
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from start_engines.local.stack import DeployedStack
+
+SEED = {"Source": "custom.app", "DetailType": "Start ECS Task", "Detail": '{"service": "auth"}'}
+ENGINES_CONFIG = {"auth": {"idleMinutes": 10, "minUptimeMinutes": 5}}
+
+
+@pytest.fixture(scope="module")
+def record_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("calls")
+
+
+@pytest.fixture(scope="module")
+def stack(emulator: Emulator, record_dir: Path) -> Iterator[DeployedStack]:
+    """Both templates deployed once for the module, with every optional way in, each
+    function's AWS calls recorded; afterwards the emulator is reset (the stack's rules would
+    stay on its default bus)."""
+    emulator.lifecycle.scrub()
+    deployed = emulator.deploy_stack(
+        record_dir,
+        wakeable=("pdf",),
+        CreateStateMachine="true",
+        EnginesConfig=json.dumps(ENGINES_CONFIG),
+        MorningStartSchedule="cron(0 7 ? * MON-FRI *)",
+        EveningStopSchedule="cron(0 19 ? * MON-FRI *)",
+    )
+    yield deployed
+    emulator.reset()
+
+
+@pytest.fixture
+def deployed(emulator: Emulator, stack: DeployedStack) -> Iterator[DeployedStack]:
+    """The stack, with the in-process entry points out of reach: whatever runs, runs in the
+    workers. Tasks, targets and leases are scrubbed afterwards."""
+    saved = lambda_function.lambda_handler, lambda_function.task_state_handler
+    lambda_function.lambda_handler = _not_here  # type: ignore[assignment]
+    lambda_function.task_state_handler = _not_here  # type: ignore[assignment]
+    try:
+        yield stack
+    finally:
+        lambda_function.lambda_handler, lambda_function.task_state_handler = saved
+        emulator.stop_delivering()
+        assert emulator.workers is not None
+        emulator.workers.drain()
+        emulator.lifecycle.scrub()
+
+
+def _not_here(*_: Any) -> Any:
+    raise AssertionError("a handler ran in the test process, not in the deployed function")
+
+
+def worker(emulator: Emulator, logical_id: str) -> Any:
+    assert emulator.workers is not None
+    return emulator.workers.worker(logical_id)
+
+
+def registered(emulator: Emulator, group_arn: str) -> list[str]:
+    health = emulator.clients().elbv2.describe_target_health(TargetGroupArn=group_arn)
+    return [
+        t["Target"]["Id"]
+        for t in health["TargetHealthDescriptions"]
+        if t["TargetHealth"]["State"] != "draining"
+    ]
+
+
+def task_ips(emulator: Emulator, cluster: str) -> list[str]:
+    ecs = emulator.clients().ecs
+    arns = ecs.list_tasks(cluster=cluster)["taskArns"]
+    if not arns:
+        return []
+    tasks = ecs.describe_tasks(cluster=cluster, tasks=arns)["tasks"]
+    return [
+        d["value"]
+        for t in tasks
+        if t["lastStatus"] == "RUNNING"
+        for a in t.get("attachments", [])
+        for d in a["details"]
+        if d["name"] == "privateIPv4Address"
+    ]
+
+
+def subscribe(emulator: Emulator, name: str, detail_type: str) -> str:
+    """An SQS queue a rule on the default bus (the stack's) feeds with start-engines' events."""
+    clients = emulator.clients()
+    sqs, events = clients._client("sqs"), clients.events
+    url: str = sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    pattern = {"source": ["start-engines"], "detail-type": [detail_type]}
+    events.put_rule(Name=name, EventPattern=json.dumps(pattern))
+    events.put_targets(Rule=name, Targets=[{"Id": "queue", "Arn": arn}])
+    return url
+
+
+def received(emulator: Emulator, url: str) -> list[dict[str, Any]]:
+    messages = (
+        emulator.clients()._client("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=10)
+    )
+    return [json.loads(m["Body"]) for m in messages.get("Messages", [])]
+
+
+# --- PutEvents -> the deployed Commands rule -> StartEnginesFunction -------------------------
+
+
+def test_put_events_of_the_seed_starts_auth(
+    emulator: Emulator, deployed: DeployedStack, record_dir: Path
+) -> None:
+    ready = subscribe(emulator, "engine-ready", "Engine Ready")
+    events = emulator.clients().events
+    start = worker(emulator, "StartEnginesFunction")
+    before, pid = len(start.invocations), start.pid
+
+    other = {**SEED, "Source": "other.app"}
+    assert events.put_events(Entries=[other])["FailedEntryCount"] == 0
+    emulator.workers.drain()  # type: ignore[union-attr]
+    assert len(start.invocations) == before  # no rule took it: not Commands, not a schedule
+    assert ("RunTask", "auth-cluster") not in emulator.lifecycle.mutations
+
+    assert events.put_events(Entries=[SEED])["FailedEntryCount"] == 0
+    emulator.workers.drain()  # type: ignore[union-attr]
+    (event,) = start.invocations[before:]  # once, and only through the Commands rule
+    assert (event["source"], event["detail-type"], event["detail"]) == (
+        "custom.app",
+        "Start ECS Task",
+        {"service": "auth"},
+    )
+    assert start.failures == []
+    assert start.pid == pid  # warm: the same process as before
+    assert ("RunTask", "auth-cluster") in emulator.lifecycle.mutations
+    (ip,) = task_ips(emulator, "auth-cluster")
+    assert registered(emulator, deployed.alb_outputs["AuthTargetGroupArns"]) == [ip]
+    (message,) = received(emulator, ready)
+    assert message["detail-type"] == "Engine Ready"
+    assert (message["detail"]["service"], message["detail"]["privateIp"]) == ("auth", ip)
+    # what the function called, as the IAM evaluator reads it
+    lines = (record_dir / "StartEnginesFunction.jsonl").read_text().splitlines()
+    calls = [json.loads(line) for line in lines]
+    run_task = [c for c in calls if (c["service"], c["operation"]) == ("ecs", "RunTask")]
+    assert [c["params"]["cluster"] for c in run_task] == ["auth-cluster"]
+    assert {"service": "elbv2", "operation": "RegisterTargets"} in [
+        {k: c[k] for k in ("service", "operation")} for c in calls
+    ]
+
+
+# --- ECS Task State Change -> the deployed aws.ecs rule -> TaskStateFunction -----------------
+
+
+def invoke(emulator: Emulator, payload: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """Invoke StartEnginesFunction through the Lambda API, as a caller would."""
+    assert emulator.stack is not None
+    function = emulator.stack.functions["StartEnginesFunction"].arn
+    answer = (
+        emulator.clients()
+        ._client("lambda")
+        .invoke(FunctionName=function, Payload=json.dumps(payload))
+    )
+    return json.loads(answer["Payload"].read()), answer.get("FunctionError")
+
+
+def test_ecs_events_register_an_async_start_with_nobody_polling(
+    emulator: Emulator, deployed: DeployedStack, clock: ManualClock
+) -> None:
+    emulator.watch_task_events(duplicate=True)  # at least once: each event twice
+    answer, error = invoke(emulator, {"action": "start", "service": "users", "async": True})
+    assert (error, answer["statusCode"]) == (None, 202), answer
+    group = deployed.alb_outputs["UsersTargetGroupArns"]
+    assert registered(emulator, group) == []  # handed off: nobody waits for RUNNING
+
+    clock.advance(START_SECONDS)
+    assert emulator.pump_task_events() == 2  # RUNNING, delivered twice
+    emulator.workers.drain()  # type: ignore[union-attr]
+    (ip,) = task_ips(emulator, "users-cluster")
+    assert registered(emulator, group) == [ip]
+    task_state = worker(emulator, "TaskStateFunction")
+    first, second = task_state.invocations[-2:]
+    assert first == second  # the same event, id and all
+    assert (first["source"], first["detail-type"]) == ("aws.ecs", "ECS Task State Change")
+    assert first["detail"]["lastStatus"] == "RUNNING"
+    assert task_state.failures == []
+
+
+def test_out_of_order_ecs_events_leave_a_stopped_task_unregistered(
+    emulator: Emulator, deployed: DeployedStack, clock: ManualClock
+) -> None:
+    """STOPPED arrives before RUNNING: the late RUNNING must not register a dead task."""
+    emulator.watch_task_events(reorder=True)
+    answer, error = invoke(emulator, {"action": "start", "service": "fa", "async": True})
+    assert (error, answer["statusCode"]) == (None, 202), answer
+    (arn,) = emulator.clients().ecs.list_tasks(cluster="fa-cluster")["taskArns"]
+    clock.advance(START_SECONDS)
+    assert emulator.pump_task_events() == 0  # RUNNING is held back
+    emulator.lifecycle.kill(arn)
+    clock.advance(1.0)
+    assert emulator.pump_task_events() == 2  # STOPPED, then the late RUNNING
+    emulator.workers.drain()  # type: ignore[union-attr]
+    statuses = [
+        e["detail"]["lastStatus"] for e in worker(emulator, "TaskStateFunction").invocations[-2:]
+    ]
+    assert statuses == ["STOPPED", "RUNNING"]
+    assert registered(emulator, deployed.alb_outputs["FaTargetGroupArns"]) == []
+
+
+# --- schedules, on the emulator's clock ------------------------------------------------------
+
+
+def test_the_reaper_schedule_stops_an_idle_engine(
+    emulator: Emulator, deployed: DeployedStack, clock: ManualClock
+) -> None:
+    answer, error = invoke(emulator, {"action": "start", "service": "auth"})
+    assert (error, answer["statusCode"]) == (None, 200), answer
+    schedules = emulator.schedules
+    assert schedules is not None
+    reap_rule = deployed.physical_id("ReapRule")
+    group = deployed.alb_outputs["AuthTargetGroupArns"]
+    start = worker(emulator, "StartEnginesFunction")
+
+    clock.advance(5 * 60)  # rate(5 minutes): due once in any five minutes
+    assert reap_rule in schedules.fire_due()
+    emulator.workers.drain()  # type: ignore[union-attr]
+    assert start.invocations[-1] == {
+        "source": "start-engines.schedule",
+        "detail-type": "Reap Idle Engines",
+        "detail": {},
+    }  # the rule's Input, not the Scheduled Event
+    assert len(registered(emulator, group)) == 1  # too young to be idle: kept
+    due = max(at for at, name in schedules.fired if name == reap_rule)
+
+    clock.advance((due + timedelta(minutes=5) - clock.wall()).total_seconds() - 1)
+    assert reap_rule not in schedules.fire_due()  # a second early
+
+    clock.advance(10 * 60 + 1)  # idle for over 13 minutes: idleMinutes 10 + metrics delay
+    assert schedules.fire_due().count(reap_rule) == 1  # two periods passed: fired once
+    emulator.workers.drain()  # type: ignore[union-attr]
+    assert start.failures == []
+    assert [m[0] for m in emulator.lifecycle.mutations if m[0] == "StopTask"] == ["StopTask"]
+    assert registered(emulator, group) == []
+
+
+def test_the_morning_and_evening_schedules_start_and_stop_the_scheduled_engines(
+    emulator: Emulator, deployed: DeployedStack, clock: ManualClock
+) -> None:
+    assert emulator.schedules is not None
+    wall = clock.wall()
+    morning = wall.replace(hour=7, minute=0, second=0, microsecond=0)
+    while morning <= wall + timedelta(minutes=1) or morning.weekday() >= 5:
+        morning += timedelta(days=1)  # the next weekday's 07:00 UTC
+    clock.advance((morning - wall).total_seconds() - 60)
+    emulator.schedules.fire_due()  # whatever came due on the way (the evening stop, say)
+    emulator.workers.drain()  # type: ignore[union-attr]
+    clock.advance(60)
+    fired = emulator.schedules.fire_due()
+    assert deployed.physical_id("MorningStartRule") in fired
+    assert deployed.physical_id("EveningStopRule") not in fired
+    emulator.workers.drain()  # type: ignore[union-attr]
+    start = worker(emulator, "StartEnginesFunction")
+    assert {
+        "source": "start-engines.schedule",
+        "detail-type": "Start ECS Task",
+        "detail": {"services": ["auth"]},
+    } in start.invocations  # the rule's Input, ScheduledEngines joined into a list
+    assert ("RunTask", "auth-cluster") in emulator.lifecycle.mutations  # ScheduledEngines: auth
+    (ip,) = task_ips(emulator, "auth-cluster")
+    assert registered(emulator, deployed.alb_outputs["AuthTargetGroupArns"]) == [ip]
+
+    clock.advance(12 * 3600)  # 19:00 the same weekday
+    fired = emulator.schedules.fire_due()
+    assert deployed.physical_id("EveningStopRule") in fired
+    emulator.workers.drain()  # type: ignore[union-attr]
+    evening = {
+        "source": "start-engines.schedule",
+        "detail-type": "Stop ECS Tasks",
+        "detail": {"services": ["auth"], "reason": "evening schedule"},
+    }
+    last = max(i for i, event in enumerate(start.invocations) if event == evening)
+    answer = start.answers[last]
+    assert answer.function_error is None
+    assert answer.payload["statusCode"] == 200, answer.payload
+    (result,) = answer.payload["body"]["results"]  # it stopped auth, not the reaper after it
+    assert (result["service"], result["status"], result["tasksStopped"]) == ("auth", "stopped", 1)
+    assert registered(emulator, deployed.alb_outputs["AuthTargetGroupArns"]) == []
+    ecs = emulator.clients().ecs
+    (task,) = ecs.describe_tasks(cluster="auth-cluster", tasks=result["taskIds"])["tasks"]
+    assert task["desiredStatus"] == "STOPPED"
+
+
+# --- Step Functions: the sample state machine, run by moto's ASL interpreter -----------------
+
+
+def run_state_machine(emulator: Emulator, deployed: DeployedStack, service: Any) -> dict[str, Any]:
+    """StartExecution, then wait (real time, bounded) for the interpreter to finish."""
+    sfn = emulator.clients()._client("stepfunctions")
+    arn = deployed.sam_outputs["StateMachineArn"]
+    execution = sfn.start_execution(
+        stateMachineArn=arn, name=str(uuid.uuid4()), input=json.dumps({"service": service})
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        described = sfn.describe_execution(executionArn=execution["executionArn"])
+        if described["status"] != "RUNNING":
+            return dict(described)
+        time.sleep(0.05)
+    raise AssertionError("the execution did not finish within 60 s")
+
+
+def test_state_machine_retries_a_start_that_failed_elsewhere_then_succeeds(
+    emulator: Emulator, deployed: DeployedStack, clock: ManualClock
+) -> None:
+    emulator.lifecycle.plan_next("batch-cluster", dies_after=1.0)
+    answer, error = invoke(emulator, {"action": "start", "service": "batch"})
+    assert error == "Unhandled" and answer["errorType"] == "TaskStopped", answer
+    assert emulator.wiring is not None
+    waits_before = len(emulator.wiring.sfn_waits)
+    emulator.deliver_task_events(every=0.02)  # the async start is registered by ECS events
+
+    described = run_state_machine(emulator, deployed, "batch")
+
+    assert described["status"] == "SUCCEEDED", described
+    waits = emulator.wiring.sfn_waits[waits_before:]
+    assert waits[0] == 15.0  # StartFailedElsewhere's Retry interval, on the emulator's clock
+    assert set(waits[1:]) == {10.0}  # then the Wait state between status checks
+    start = worker(emulator, "StartEnginesFunction")
+    starts = [e for e in start.invocations if e.get("action") == "start"]
+    assert starts[-2:] == [{"action": "start", "service": "batch", "async": True}] * 2
+    output = json.loads(described["output"])
+    assert output["status"]["engine"]["ready"] is True
+    (ip,) = task_ips(emulator, "batch-cluster")
+    assert registered(emulator, deployed.alb_outputs["BatchTargetGroupArns"]) == [ip]
+
+
+def test_state_machine_catches_a_bad_event(emulator: Emulator, deployed: DeployedStack) -> None:
+    described = run_state_machine(emulator, deployed, ["auth"])  # not an engine's name
+    assert described["status"] == "FAILED", described
+    assert described["error"] == "BadRequest"  # the Rejected state, reached by the Catch
+    sfn = emulator.clients()._client("stepfunctions")
+    history = sfn.get_execution_history(executionArn=described["executionArn"])["events"]
+    failed = [e for e in history if e["type"] == "LambdaFunctionFailed"] + [
+        e for e in history if e["type"] == "TaskFailed"
+    ]
+    assert failed and "BadEvent" in json.dumps(failed[0], default=str)
+    assert not [m for m in emulator.lifecycle.mutations if m[0] == "RunTask"]
+
+
+# --- the ALB front door: a wakeable engine's first request -> Invoke ------------------------
+
+
+def test_first_request_to_a_sleeping_engine_invokes_the_deployed_function(
+    emulator: Emulator, deployed: DeployedStack
+) -> None:
+    import urllib.error
+    import urllib.request
+
+    start = worker(emulator, "StartEnginesFunction")
+    before = len(start.invocations)
+    with emulator.front_door() as door:
+        request = urllib.request.Request(
+            f"{door.url}/api/pdf/report", headers={"Accept": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                status, body = response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            status, body = exc.code, exc.read()
+    assert status == 503, (status, body)  # the function's waiting answer, through ALB
+    answer = json.loads(body)
+    assert (answer["engine"], answer["state"]) == ("pdf", "starting")
+    (event,) = start.invocations[before:]  # through Invoke, in the deployed function's worker
+    assert (
+        event["requestContext"]["elb"]["targetGroupArn"]
+        == deployed.alb_outputs["WakeTargetGroupArn"]
+    )
+    assert event["path"] == "/api/pdf/report"
+    assert ("RunTask", "pdf-cluster") in emulator.lifecycle.mutations  # pdf wakes
