@@ -108,10 +108,15 @@ def parser() -> argparse.ArgumentParser:
     reap.add_argument("--timeout", type=float, default=300.0)
 
     demo = commands.add_parser(
-        "demo", parents=[shared], help="start `auth` on an embedded AWS emulator"
+        "demo",
+        parents=[shared],
+        help="the deployed stack on an embedded AWS emulator: PutEvents starts auth, the "
+        "reaper stops it",
     )
-    demo.add_argument("--start-seconds", type=float, default=4.0)
-    demo.add_argument("--health-seconds", type=float, default=10.0)
+    demo.add_argument("--start-seconds", type=float, default=40.0, help="emulated Fargate start")
+    demo.add_argument("--health-seconds", type=float, default=10.0, help="ALB registration delay")
+    demo.add_argument("--speed", type=float, default=10.0, help="emulated seconds per second")
+    demo.add_argument("--idle-speed", type=float, default=120.0, help="the same, while idle")
 
     config = commands.add_parser("config", parents=[shared], help="configuration")
     config_commands = config.add_subparsers(
@@ -333,7 +338,17 @@ def main(
         if args.command == "demo":
             from start_engines.local.demo import run_demo
 
-            return run_demo(args.start_seconds, args.health_seconds, out)
+            if min(args.speed, args.idle_speed) <= 0:
+                raise BadEvent("demo: --speed and --idle-speed must be positive", field="speed")
+            if min(args.start_seconds, args.health_seconds) < 0:
+                raise BadEvent("demo: times cannot be negative", field="start-seconds")
+            return run_demo(
+                args.start_seconds,
+                args.health_seconds,
+                out,
+                speed=args.speed,
+                idle_speed=args.idle_speed,
+            )
         if args.command == "config":
             return config_check(build_engines(args), out, as_json=args.json)
         return run(args, out, err)

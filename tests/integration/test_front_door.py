@@ -8,6 +8,7 @@ import http.client
 import json
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -437,3 +438,44 @@ def test_the_emulator_builds_a_door_on_its_listener(aws: Emulator) -> None:
         assert call(door, "/nowhere").status == 404
     finally:
         door.stop()
+
+
+def test_each_forwarded_request_counts_in_the_groups_request_count(
+    aws: Emulator, elbv2: Any, clock: ManualClock, door: FrontDoor
+) -> None:
+    """ALB's RequestCount per target group, on the emulator's clock: the reaper's traffic."""
+    assert aws.provisioned is not None
+    running_auth_task(aws, elbv2, clock)
+    before = request_count(aws, clock, aws.provisioned.target_groups["auth"])
+    assert call(door, "/api/auth/a").status == 200
+    assert call(door, "/api/auth/b").status == 200
+    assert call(door, "/no/such/route").status != 200  # the listener's own answer: not counted
+    assert request_count(aws, clock, aws.provisioned.target_groups["auth"]) == before + 2
+
+
+def request_count(aws: Emulator, clock: ManualClock, group_arn: str) -> float:
+    """The group's RequestCount over the last five minutes, as the reaper reads it."""
+    assert aws.provisioned is not None
+    balancer = aws.provisioned.load_balancer_arn.split(":loadbalancer/", 1)[-1]
+    found = aws.clients().cloudwatch.get_metric_data(
+        MetricDataQueries=[
+            {
+                "Id": "requests",
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": "AWS/ApplicationELB",
+                        "MetricName": "RequestCount",
+                        "Dimensions": [
+                            {"Name": "TargetGroup", "Value": group_arn.split(":", 5)[-1]},
+                            {"Name": "LoadBalancer", "Value": balancer},
+                        ],
+                    },
+                    "Period": 60,
+                    "Stat": "Sum",
+                },
+            }
+        ],
+        StartTime=clock.wall() - timedelta(minutes=5),
+        EndTime=clock.wall() + timedelta(minutes=1),
+    )
+    return float(sum(found["MetricDataResults"][0]["Values"]))

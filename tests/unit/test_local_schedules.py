@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from start_engines.local.clock import ScaledClock, SharedClock, clock_from_spec
+from start_engines.local.clock import ScaledClock, SharedClock, VariableClock, clock_from_spec
 from start_engines.local.schedules import last_due
 
 MONDAY = datetime(2026, 1, 5, 6, 0, tzinfo=UTC)
@@ -58,3 +58,17 @@ def test_a_scaled_clock_is_rebuilt_from_its_spec() -> None:
     assert (copy.factor, copy.origin, copy.start, copy.wall_start) == (60.0, 0.0, 10.0, MONDAY)
     with pytest.raises(ValueError, match="positive"):
         ScaledClock(factor=0)
+
+
+def test_a_variable_clock_changes_speed_for_every_holder() -> None:
+    clock = VariableClock(speed=1.0, start=10.0, wall_start=MONDAY)
+    copy = clock_from_spec(clock.spec())
+    assert isinstance(copy, VariableClock)
+    assert copy.now() >= 10.0
+    clock.set_speed(60.0)  # the copy reads the new speed from the shared file
+    assert copy.speed == 60.0
+    first, second = clock.now(), copy.now()
+    assert 0 <= second - first < 60.0  # one timeline: apart by the calls' own microseconds
+    assert copy.wall() >= MONDAY + timedelta(seconds=second - 10.0)
+    with pytest.raises(ValueError, match="positive"):
+        clock.set_speed(0)

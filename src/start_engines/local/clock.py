@@ -172,6 +172,72 @@ class ScaledClock:
             time.sleep(seconds / self.factor)
 
 
+_SPEED = struct.Struct("ddd")  # emulated reading, monotonic reading, speed
+
+
+class VariableClock:
+    """Real time at a speed that can change while it runs: emulated = e0 + (real - r0) x speed,
+    where (e0, r0, speed) live in a small mapped file that every process attached by `spec()`
+    reads on each call. `make demo` runs the interesting minutes at 1x and fast-forwards the
+    idle ones."""
+
+    def __init__(
+        self, speed: float = 1.0, start: float = 1000.0, wall_start: datetime | None = None
+    ) -> None:
+        fd, path = tempfile.mkstemp(prefix="start-engines-clock-")
+        os.write(fd, _SPEED.pack(start, time.monotonic(), _positive(speed)))
+        os.close(fd)
+        weakref.finalize(self, _unlink, path)
+        self._attach(path, start, wall_start or datetime.now(UTC))
+
+    @classmethod
+    def attached(cls, path: str, start: float, wall_start: datetime) -> VariableClock:
+        clock = cls.__new__(cls)
+        clock._attach(path, start, wall_start)
+        return clock
+
+    def _attach(self, path: str, start: float, wall_start: datetime) -> None:
+        self.path, self.start, self.wall_start = path, start, wall_start
+        self._file = open(path, "r+b")  # noqa: SIM115 - mapped for the clock's whole life
+        self._map = mmap.mmap(self._file.fileno(), _SPEED.size)
+
+    def spec(self) -> str:
+        return f"variable:{self.start!r}:{self.wall_start.timestamp()!r}:{self.path}"
+
+    @property
+    def speed(self) -> float:
+        speed: float = _SPEED.unpack_from(self._map, 0)[2]
+        return speed
+
+    def set_speed(self, speed: float) -> None:
+        """From now on, `speed` emulated seconds per real second (for every process)."""
+        fcntl.flock(self._file.fileno(), fcntl.LOCK_EX)
+        try:
+            now = self.now()
+            _SPEED.pack_into(self._map, 0, now, time.monotonic(), _positive(speed))
+        finally:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+
+    def now(self) -> float:
+        emulated, real, speed = _SPEED.unpack_from(self._map, 0)
+        return float(emulated + (time.monotonic() - real) * speed)
+
+    def wall(self) -> datetime:
+        return self.wall_start + timedelta(seconds=self.now() - self.start)
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep until the clock has moved `seconds`, whatever its speed does meanwhile."""
+        wake = self.now() + seconds
+        while (left := wake - self.now()) > 0:
+            time.sleep(min(left / self.speed, 0.05))
+
+
+def _positive(speed: float) -> float:
+    if speed <= 0:
+        raise ValueError("speed must be positive")
+    return speed
+
+
 def clock_spec(clock: Clock) -> str:
     """How another process rebuilds `clock` (clock_from_spec); "system" for real time."""
     spec = getattr(clock, "spec", None)
@@ -189,6 +255,10 @@ def clock_from_spec(spec: str) -> Clock:
     if kind == "scaled":
         factor, origin, start, wall = (float(part) for part in rest.split(":"))
         return ScaledClock(factor, origin, start, datetime.fromtimestamp(wall, UTC))
+    if kind == "variable":
+        began, wall_began, path = rest.split(":", 2)
+        wall_start = datetime.fromtimestamp(float(wall_began), UTC)
+        return VariableClock.attached(path, float(began), wall_start)
     if kind == "system":
         return SystemClock()
     raise ValueError(f"unknown clock spec {spec!r}")

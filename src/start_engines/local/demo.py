@@ -1,191 +1,319 @@
-"""`make demo`: the seed's event for `auth`, through lambda_handler, on the embedded AWS; then
-`pdf` woken by its first request through the emulated ALB, and put back to sleep when idle."""
+"""`make demo`: the deployed story on the embedded AWS, on an accelerated clock.
+
+Both stacks are deployed to the emulator and each function runs in its own worker process.
+The .NET app's PutEvents starts auth through the deployed rule; `Engine Ready` arrives on a
+queue subscribed to the bus; a request through the ALB's front door reaches the task; with no
+more requests, the scheduled reaper stops it. Times are the emulated clock's: it runs
+`--speed` times faster than real time while things happen, and `--idle-speed` times while
+nothing does (Fargate, the ALB, the functions and the schedules all follow it).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 import urllib.error
 import urllib.request
-from typing import Any, TextIO
+import warnings
+from typing import TYPE_CHECKING, Any, TextIO
 
-from start_engines.clock import SystemClock
-from start_engines.local.context import LambdaContext
+from start_engines.local.clock import VariableClock
 from start_engines.local.emulator import Emulator
-from start_engines.progress import ProgressPrinter, show_progress
 
-SEED_EVENT = {
-    "version": "0",
-    "id": "demo-0001",
-    "source": "custom.app",
-    "detail-type": "Start ECS Task",
-    "detail": {"service": "auth"},
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from mypy_boto3_events.type_defs import PutEventsRequestEntryTypeDef
+
+    from start_engines.aws import Clients
+    from start_engines.local.stack import DeployedStack
+
+SEED_ENTRY: PutEventsRequestEntryTypeDef = {
+    "Source": "custom.app",
+    "DetailType": "Start ECS Task",
+    "Detail": json.dumps({"service": "auth"}),
 }
+IDLE = {"idleMinutes": 5, "minUptimeMinutes": 5}
+ENGINES_CONFIG = {"auth": IDLE, "pdf": IDLE}
+SPEED = 10.0  # emulated seconds per real second, while things happen
+IDLE_SPEED = 120.0  # and while the engine idles until the reaper's turn
+REAL_LIMIT = 60.0  # seconds of real time any one step may take
 
 
-def _quiet_json_logs(out: TextIO) -> None:
-    """The Lambda logs JSON for CloudWatch; here a person reads, so show progress lines."""
-    for name in list(logging.root.manager.loggerDict):
-        if name.startswith("start_engines") or name == "start-engines":
-            logging.getLogger(name).handlers.clear()
-            logging.getLogger(name).propagate = False
-    show_progress(out)
+class Story:
+    """Lines stamped with the emulated time since the story began, and the real time."""
+
+    def __init__(self, clock: VariableClock, out: TextIO) -> None:
+        self.clock = clock
+        self.out = out
+        self.restart()
+
+    def restart(self) -> None:
+        self.began, self.real_began = self.clock.now(), time.monotonic()
+
+    def elapsed(self) -> str:
+        seconds = int(self.clock.now() - self.began)
+        return f"{seconds // 60:2d}:{seconds % 60:02d}"
+
+    def say(self, text: str) -> None:
+        real = time.monotonic() - self.real_began
+        print(f"  [{self.elapsed()} | {real:4.1f}s] {text}", file=self.out, flush=True)
+
+    def title(self, text: str) -> None:
+        print(f"\n{text}", file=self.out, flush=True)
+
+
+def _quiet() -> None:
+    """moto names each resource type its CloudFormation skips (alarms, say): not the story."""
+    logging.getLogger("moto").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module="moto")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--start-seconds", type=float, default=4.0, help="emulated Fargate start")
+    parser.add_argument("--speed", type=float, default=SPEED, help="emulated seconds per second")
+    parser.add_argument(
+        "--idle-speed", type=float, default=IDLE_SPEED, help="the same, while the engine idles"
+    )
+    parser.add_argument(
+        "--start-seconds", type=float, default=40.0, help="emulated Fargate start (s)"
+    )
     parser.add_argument(
         "--health-seconds", type=float, default=10.0, help="ALB registration delay (s)"
     )
-    parser.add_argument(
-        "--json-logs", action="store_true", help="show the Lambda's JSON logs and EMF metrics"
-    )
     args = parser.parse_args(argv)
-    return run_demo(args.start_seconds, args.health_seconds, sys.stdout, json_logs=args.json_logs)
+    if min(args.speed, args.idle_speed) <= 0 or min(args.start_seconds, args.health_seconds) < 0:
+        parser.error("the speeds must be positive, the times not negative")
+    return run_demo(
+        args.start_seconds,
+        args.health_seconds,
+        sys.stdout,
+        speed=args.speed,
+        idle_speed=args.idle_speed,
+    )
 
 
 def run_demo(
-    start_seconds: float, health_seconds: float, out: TextIO, *, json_logs: bool = False
+    start_seconds: float,
+    health_seconds: float,
+    out: TextIO,
+    *,
+    speed: float = SPEED,
+    idle_speed: float = IDLE_SPEED,
 ) -> int:
-    began = time.monotonic()
-    with Emulator(start_seconds=start_seconds, health_seconds=health_seconds) as emu:
+    real_began = time.monotonic()
+    _quiet()
+    clock = VariableClock(speed)
+    with Emulator(clock, start_seconds=start_seconds, health_seconds=health_seconds) as emu:
         print(f"Embedded AWS: moto server at {emu.endpoint_url}", file=out)
-        provisioned = emu.provision(wakeable=("pdf",))
-        emu.apply_environ()
-        print(f"Provisioned VPC {provisioned.vpc_id}, one ALB with path rules:", file=out)
-        for engine, arn in provisioned.target_groups.items():
-            print(f"  /api/{engine}/*  ->  {arn.split('/', 1)[1]}", file=out)
-
-        from start_engines import lambda_function
-
-        if not json_logs:
-            _quiet_json_logs(out)
-            # metrics are EMF JSON lines for CloudWatch to read, not for a person
-            os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
-        clock = SystemClock()
-        print("\nSending the seed's event to lambda_handler:", file=out)
-        print("  " + json.dumps(SEED_EVENT), file=out)
-        result = lambda_function.lambda_handler(SEED_EVENT, LambdaContext(clock, 120))
-        print("\nResult:", file=out)
-        print(json.dumps(result, indent=2, default=str), file=out)
-        if result["statusCode"] != 200:
-            return 1
-
-        body: dict[str, Any] = result["body"]
-        elbv2 = emu.clients().elbv2
-        group = body["targetGroupArn"].split("/", 1)[1]
-        target = f"{body['privateIp']}:{body['port']}"
-        print(f"\nThe ALB's health checks of {target} in {group}:", file=out)
-        state = ""
-        targets: list[Any] = []
-        deadline = time.monotonic() + health_seconds + 10
-        while state != "healthy" and time.monotonic() < deadline:
-            targets = elbv2.describe_target_health(TargetGroupArn=body["targetGroupArn"])[
-                "TargetHealthDescriptions"
-            ]
-            mine = [t for t in targets if t["Target"]["Id"] == body["privateIp"]]
-            health = mine[0]["TargetHealth"] if mine else {"State": "missing"}
-            if health["State"] != state:  # one line per change, as it happens
-                state = health["State"]
-                reason = f" ({health['Reason']})" if health.get("Reason") else ""
-                print(f"  [{time.monotonic() - began:5.1f}s] {state}{reason}", file=out)
-            if state != "healthy":
-                time.sleep(0.5)
-        print(f"\nTargets in {group} now:", file=out)
-        for described in targets:  # the current state, one line per target
-            print(
-                f"  {described['Target']['Id']}:{described['Target']['Port']}  "
-                f"{described['TargetHealth']['State']}",
-                file=out,
-            )
-        if state != "healthy":
-            return 1
-        print(f"\n[{time.monotonic() - began:5.1f}s] auth is healthy behind /api/auth/*.", file=out)
-        woke = wake_story(emu, out, began)
-        print(f"\nDone in {time.monotonic() - began:.1f}s.", file=out)
-        return 0 if woke else 1
-
-
-def wake_story(emu: Emulator, out: TextIO, began: float) -> bool:
-    """pdf sleeps behind the wake target group: a request wakes it, the engine answers, the
-    reaper puts it back to sleep."""
-    from start_engines import lambda_function
-
-    def say(text: str) -> None:
-        print(f"  [{time.monotonic() - began:5.1f}s] {text}", file=out)
-
-    engines_logger = logging.getLogger("start_engines.engines")
-    for handler in list(engines_logger.handlers):  # the polls below tell this story's progress
-        if isinstance(handler, ProgressPrinter):
-            engines_logger.removeHandler(handler)
-    emu.deliver_task_events()  # as the deployed aws.ecs rule would
-    with emu.front_door() as door:
-        url = f"{door.url}/api/pdf/report"
-        print(
-            "\nWake on request: pdf sleeps; its rule forwards to the wake target group.", file=out
-        )
-        print(f"A client asks for {url} (as a browser would, Accept: text/html):", file=out)
-        status, headers, body = _get(url, accept="text/html")
-        say(
-            f"{status} {headers.get('X-Start-Engines-Wake')}: the waiting page, refreshing every "
-            f"{headers.get('Refresh')} s"
-        )
-        last = ""
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            status, headers, body = _get(url)
-            if status == 200:
-                say("healthy: pdf's rule now forwards to pdf's own target group")
-                say(f"200 from the engine itself: {body.decode()}")
-                break
-            answer = json.loads(body)
-            line = f"{status} {answer['state']}" + (
-                f", task {answer['taskStatus']}" if answer.get("taskStatus") else ""
-            )
-            if answer.get("taskStatus") == "RUNNING":
-                line += ": registered, waiting for the ALB's health checks"
-            if line != last:
-                say(line)
-                last = line
-            time.sleep(1.0)
-        else:
-            return False
-        os.environ.update(
-            PDF_IDLE_MINUTES="0.05", PDF_MIN_UPTIME_MINUTES="0", METRICS_DELAY_MINUTES="0"
-        )
-        time.sleep(3.5)  # idle for idleMinutes (3 s here): no request reached pdf since
-        print(
-            "\nNo more requests; the scheduled reaper runs (pdf's idleMinutes is 3 s here, 30 "
-            "min by default), and drains pdf's target before it stops the task (the group's "
-            "10 s deregistration delay):",
-            file=out,
-        )
-        reap = {"source": "aws.events", "detail-type": "Reap Idle Engines", "detail": {}}
-        reaped = lambda_function.lambda_handler(reap, LambdaContext(SystemClock(), 60))
-        for result in reaped["body"]["results"]:
-            if result["service"] == "pdf":
-                say(f"pdf: {result['action']} ({result['reason']})")
-        status_event = {"action": "status", "service": "pdf"}
-        routing = lambda_function.lambda_handler(status_event, LambdaContext(SystemClock(), 60))
-        say(f"pdf's rule: {routing['body']['results'][0].get('routing')}")
-        status, headers, _ = _get(url)
-        say(f"the next request: {status} {headers.get('X-Start-Engines-Wake')}, waking it again")
+        print(f"The emulated clock runs {speed:g}x real time: [emulated m:ss | real s].", file=out)
+        story = Story(clock, out)
+        emu.provision(wakeable=("pdf",))
+        stack = emu.deploy_stack(wakeable=("pdf",), EnginesConfig=json.dumps(ENGINES_CONFIG))
+        _show_stack(story, emu, stack)
+        story.restart()  # the story's clock starts once the stack is up
+        queue = _subscribe(emu, "engine-ready", "Engine Ready")
+        story.say("a queue subscribed to `Engine Ready` on the bus: engine-ready")
+        emu.deliver_task_events(every=0.05)  # ECS's events, onto the default bus
+        assert emu.schedules is not None
+        emu.schedules.start(every=0.05)
+        ok = _story(story, emu, stack, queue, idle_speed)
         emu.stop_delivering()
-        return True
+        emu.schedules.stop()
+    print(
+        f"\nDone: {story.elapsed().strip()} emulated, {time.monotonic() - real_began:.1f} s real.",
+        file=out,
+    )
+    return 0 if ok else 1
 
 
-def _get(url: str, accept: str = "*/*") -> tuple[int, dict[str, str], bytes]:
-    request = urllib.request.Request(url, headers={"Accept": accept})
+def _show_stack(story: Story, emu: Emulator, stack: DeployedStack) -> None:
+    real = time.monotonic() - story.real_began
+    story.title(
+        f"1. Deployed infra/alb.yaml and template.yaml in {real:.1f} s (CloudFormation, SAM "
+        "translated):"
+    )
+    for logical, spec in sorted(stack.functions.items()):
+        story.say(f"{logical}: {spec.handler}, its own worker process")
+    rules = emu.clients().events.list_rules()["Rules"]
+    for rule in sorted(rules, key=lambda r: r["Name"]):
+        what = rule.get("ScheduleExpression") or rule.get("EventPattern", "")
+        story.say(f"rule {rule['Name']}: {what}")
+
+
+def _story(
+    story: Story, emu: Emulator, stack: DeployedStack, queue: str, idle_speed: float
+) -> bool:
+    clients = emu.clients()
+    target = _start_auth(story, clients, stack, queue)
+    if target is None:
+        return False
+    story.title("4. Requests through the ALB's front door:")
+    with emu.front_door() as door:
+        url = f"{door.url}/api/auth/login"
+        status, body = _get(url)
+        story.say(f"GET /{url.split('/', 3)[-1]} -> {status} {body[:70]}")
+        if status != 200 or not _wake(story, f"{door.url}/api/pdf/report"):
+            return False
+    story.title(
+        f"5. No more requests ({idle_speed:g}x now); the reaper runs every 5 minutes (idleMinutes"
+        " 5 and minUptimeMinutes 5 here, metrics 3 min late):"
+    )
+    story.clock.set_speed(idle_speed)
+    reaped = _reaped(story, emu, clients, target)
+    story.clock.set_speed(1.0)
+    if not reaped:
+        story.say("the reaper did not stop auth and pdf")
+        return False
+    reap_rule = stack.physical_id("ReapRule")
+    fired = [at for at, name in emu.schedules.fired if name == reap_rule] if emu.schedules else []
+    story.say(f"auth and pdf stopped, out of their target groups ({len(fired)} reaper runs)")
+    with emu.front_door() as door:
+        status, body = _get(f"{door.url}/api/pdf/report")
+    state = json.loads(body).get("state") if status == 503 else body[:40]
+    story.say(f"pdf sleeps again: its next request -> {status} {state}, waking it")
+    return True
+
+
+def _start_auth(
+    story: Story, clients: Clients, stack: DeployedStack, queue: str
+) -> tuple[str, str] | None:
+    """Steps 2 and 3: PutEvents, Engine Ready, healthy. Returns auth's (group, IP)."""
+    story.title("2. The .NET app sends its event (PutEvents), as in README 'Calling from .NET':")
+    story.say(json.dumps(SEED_ENTRY))
+    answer = clients.events.put_events(Entries=[SEED_ENTRY])
+    story.say(f"PutEvents: FailedEntryCount {answer['FailedEntryCount']}")
+
+    story.title("3. The Commands rule invokes StartEnginesFunction; auth comes up:")
+    ready = _wait(lambda: _received(clients, queue))
+    if not ready:
+        story.say("no Engine Ready arrived")
+        return None
+    detail = ready[0]["detail"]
+    story.say(f"Engine Ready on the queue: {detail.get('message')}")
+    group = stack.alb_outputs["AuthTargetGroupArns"].split(",")[0]
+    ip = str(detail["privateIp"])
+    states: list[str] = []
+
+    def healthy() -> bool:
+        state, reason = _health(clients, group, ip)
+        if not states or states[-1] != state:
+            states.append(state)
+            story.say(f"the ALB's health checks of {ip}: {state}{reason}")
+        return state == "healthy"
+
+    return (group, ip) if _wait(healthy, every=0.02) else None
+
+
+def _reaped(story: Story, emu: Emulator, clients: Clients, target: tuple[str, str]) -> bool:
+    """Step 5: tell each reaper run's decisions until auth and pdf are stopped."""
+    assert emu.workers is not None
+    start = emu.workers.worker("StartEnginesFunction")
+    group, ip = target
+    told = 0
+
+    def stopped() -> bool:
+        nonlocal told
+        for index in range(told, len(start.answers)):
+            told = index + 1
+            if start.invocations[index].get("detail-type") != "Reap Idle Engines":
+                continue
+            payload = start.answers[index].payload or {}
+            for result in payload.get("body", {}).get("results", []):
+                if result.get("service") in ("auth", "pdf"):
+                    say = f"reaper: {result['service']} {result.get('action')}"
+                    story.say(f"{say} ({result.get('reason')})")
+        gone = _health(clients, group, ip)[0] in ("draining", "unregistered")
+        return gone and not _running(clients, "auth-cluster") + _running(clients, "pdf-cluster")
+
+    if not _wait(stopped, limit=REAL_LIMIT * 2):
+        return False
+    emu.workers.drain()  # the last reaper's answer, once its invocation has ended
+    stopped()
+    return True
+
+
+def _wake(story: Story, url: str) -> bool:
+    """pdf sleeps: its rule forwards to the wake target group (the function). Its first request
+    starts it; the client follows the waiting page's refresh until pdf itself answers."""
+    story.say("pdf sleeps: its rule forwards to the function's wake target group")
+    last = ""
+
+    def answered() -> bool:
+        nonlocal last
+        status, body = _get(url)
+        if status == 200:
+            story.say(f"GET /api/pdf/report -> 200 from pdf itself: {body[:50]}")
+            return True
+        try:
+            state = json.loads(body)
+        except ValueError:
+            state = {}
+        line = f"GET /api/pdf/report -> {status} {state.get('state', '')}" + (
+            f", task {state['taskStatus']}" if state.get("taskStatus") else ""
+        )
+        if line != last:
+            story.say(line + (" (the waiting page)" if not last else ""))
+            last = line
+        return False
+
+    return bool(_wait(answered, every=0.1))
+
+
+def _subscribe(emu: Emulator, name: str, detail_type: str) -> str:
+    """An SQS queue fed by a rule on the default bus with start-engines' `detail_type`."""
+    clients = emu.clients()
+    sqs = clients._client("sqs")
+    url: str = sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    pattern = {"source": ["start-engines"], "detail-type": [detail_type]}
+    clients.events.put_rule(Name=name, EventPattern=json.dumps(pattern))
+    clients.events.put_targets(Rule=name, Targets=[{"Id": "queue", "Arn": arn}])
+    return url
+
+
+def _received(clients: Clients, url: str) -> list[dict[str, Any]]:
+    found = clients._client("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=10)
+    return [json.loads(m["Body"]) for m in found.get("Messages", [])]
+
+
+def _health(clients: Clients, group: str, ip: str) -> tuple[str, str]:
+    """The target's state, and ALB's description of it (" (...)") if it gives one."""
+    described = clients.elbv2.describe_target_health(TargetGroupArn=group)
+    mine = [t for t in described["TargetHealthDescriptions"] if t["Target"]["Id"] == ip]
+    if not mine:
+        return "unregistered", ""
+    health = mine[0]["TargetHealth"]
+    why = health.get("Description") or health.get("Reason")
+    return str(health["State"]), f" ({why})" if why else ""
+
+
+def _running(clients: Clients, cluster: str) -> list[str]:
+    return list(clients.ecs.list_tasks(cluster=cluster, desiredStatus="RUNNING")["taskArns"])
+
+
+def _wait(ready: Callable[[], Any], *, every: float = 0.05, limit: float = REAL_LIMIT) -> Any:
+    """ready() until it is truthy, in real time, at most `limit` seconds."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        found = ready()
+        if found:
+            return found
+        time.sleep(every)
+    return None
+
+
+def _get(url: str) -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, dict(response.headers), response.read()
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status, response.read().decode(errors="replace")
     except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), error.read()
+        return error.code, error.read().decode(errors="replace")
 
 
 if __name__ == "__main__":

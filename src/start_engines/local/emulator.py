@@ -56,6 +56,7 @@ class Emulator:
         self.endpoint_url = ""
         self.provisioned: Provisioned | None = None
         self._delivery: threading.Event | None = None
+        self._deliverer: threading.Thread | None = None
         # every DescribeTasks through clients(): (clock reading, calling thread's name), so a
         # figure can leave out the task-state function's own calls (EVENTS_THREAD)
         self.describe_log: list[tuple[float, str]] = []
@@ -148,12 +149,17 @@ class Emulator:
             while not stop.wait(every) and self._changed is not None:
                 self.pump_task_events()
 
-        threading.Thread(target=deliver, name=EVENTS_THREAD, daemon=True).start()
+        self._deliverer = threading.Thread(target=deliver, name=EVENTS_THREAD, daemon=True)
+        self._deliverer.start()
 
     def stop_delivering(self) -> None:
+        """Stop delivering, once the delivery under way (if any) is done."""
         if self._delivery is not None:
             self._delivery.set()
             self._delivery = None
+        if self._deliverer is not None and self._deliverer is not threading.current_thread():
+            self._deliverer.join(timeout=30)
+        self._deliverer = None
         self.lifecycle.on_change = None
         self._changed = None
 

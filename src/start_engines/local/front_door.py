@@ -51,7 +51,9 @@ class FrontDoor:
     def __init__(self, emulator: Emulator, listener_arn: str, invoke: Invoke | None = None) -> None:
         self.listener_arn = listener_arn
         self._lifecycle = emulator.lifecycle
-        self._elbv2 = emulator.clients().elbv2
+        clients = emulator.clients()
+        self._elbv2 = clients.elbv2
+        self._cloudwatch = clients.cloudwatch
         self._invoke = invoke
         self._tasks = TaskServers(emulator.lifecycle)
         self._server: _DoorServer | None = None
@@ -200,9 +202,30 @@ class FrontDoor:
             return error_reply(503)
         target = chosen[self._turn(group_arn) % len(chosen)]
         url = self._tasks.url_for_ip(str(target["Target"]["Id"]))
+        self._count(group_arn)
         if url is None:  # nothing listens at that IP: connection refused
             return error_reply(502)
         return _proxy(url, incoming, self._trace_id(incoming))
+
+    def _count(self, group_arn: str) -> None:
+        """ALB's RequestCount of the group, per request, on the emulator's clock: what the
+        reaper reads to tell an idle engine from a busy one."""
+        balancer = self.listener_arn.split(":listener/", 1)[-1].rsplit("/", 1)[0]
+        self._cloudwatch.put_metric_data(
+            Namespace="AWS/ApplicationELB",
+            MetricData=[
+                {
+                    "MetricName": "RequestCount",
+                    "Dimensions": [
+                        {"Name": "TargetGroup", "Value": group_arn.split(":", 5)[5]},
+                        {"Name": "LoadBalancer", "Value": balancer},
+                    ],
+                    "Timestamp": self._lifecycle.time.wall(),
+                    "Value": 1.0,
+                    "Unit": "Count",
+                }
+            ],
+        )
 
     # --- small reads -----------------------------------------------------------------------
 
