@@ -14,7 +14,11 @@ import pytest
 
 from start_engines import lambda_function
 from start_engines.local import Emulator, ManualClock
+from start_engines.local.emulator import REGION
+from start_engines.local.iam_calls import Account, EcsTaskDefinitions, authorizations, read_calls
+from start_engines.local.iam_policy import evaluate
 from tests.conftest import START_SECONDS
+from tests.infra.stacks import role_policies
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -46,7 +50,35 @@ def stack(emulator: Emulator, record_dir: Path) -> Iterator[DeployedStack]:
         EveningStopSchedule="cron(0 19 ? * MON-FRI *)",
     )
     yield deployed
-    emulator.reset()
+    try:
+        denied = denied_calls(emulator, deployed, record_dir)
+    finally:
+        emulator.reset()
+    assert denied == [], "calls the deployed roles deny"
+
+
+ROLES = {"StartEnginesFunction": "StartEnginesRole", "TaskStateFunction": "TaskStateRole"}
+
+
+def denied_calls(emulator: Emulator, deployed: DeployedStack, record_dir: Path) -> list[str]:
+    """Every AWS call the workers recorded while the module ran, against its function's role
+    as deployed (local/iam_policy.py): what the roles deny. The same evaluation as
+    test_iam_proof, here on the calls of the functions as deployed."""
+    clients = emulator.clients()
+    account = Account(REGION, clients._client("sts").get_caller_identity()["Account"])
+    definitions = EcsTaskDefinitions(clients.ecs)
+    stack_name = deployed.sam["StackName"]
+    policies = {role: role_policies(emulator, stack_name, role) for role in ROLES.values()}
+    calls = read_calls(record_dir)
+    assert set(calls) == set(ROLES), calls.keys()  # both functions made calls
+    return [
+        f"{function}: {call.service} {call.operation} needs {request.action} on "
+        f"{request.resource} ({result.decision.value})"
+        for function, made in calls.items()
+        for call in made
+        for request in authorizations(call, account, definitions)
+        if not (result := evaluate(policies[ROLES[function]], request)).allowed
+    ]
 
 
 @pytest.fixture

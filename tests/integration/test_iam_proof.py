@@ -39,6 +39,7 @@ from start_engines.local.iam_calls import (
     read_calls,
 )
 from start_engines.local.iam_policy import Request, Result, evaluate, statements
+from start_engines.local.stack import task_roles
 from tests.conftest import load_event, start_event
 from tests.infra.stacks import deploy, resources, role_policies, translated_sam
 from tests.integration.helpers import finish_stop, state_change_event, stop_event, sync_event
@@ -123,19 +124,7 @@ def deploy_stack(emulator: Emulator) -> dict[str, str]:
     """The SAM stack, fed the emulator's engines; returns the deployed function's environment."""
     provisioned = emulator.provisioned
     assert provisioned is not None
-    ecs = emulator.clients().ecs
-    roles = sorted(
-        {
-            role
-            for spec in SERVICE_MAPPINGS.values()
-            for definition in [ecs.describe_task_definition(taskDefinition=spec["taskDefinition"])]
-            for role in (
-                definition["taskDefinition"].get("taskRoleArn"),
-                definition["taskDefinition"].get("executionRoleArn"),
-            )
-            if role
-        }
-    )
+    roles = task_roles(emulator.clients())
     body = translated_sam(emulator)
     # Custom::WakeTarget would have moto run the function in Docker: its handler runs below
     without_custom = {k: v for k, v in body["Resources"].items() if k != "WakeTarget"}

@@ -40,7 +40,21 @@ ENGINES = ("Auth", "Pdf", "Fa", "Users", "Batch")
 FUNCTIONS = ("StartEnginesFunction", "TaskStateFunction")
 ALB_STACK = "engines-alb"
 SAM_STACK = "engines"
-TASK_ROLES = "arn:aws:iam::123456789012:role/ecsTaskExecutionRole"
+
+
+def task_roles(clients: Clients) -> list[str]:
+    """The roles the engines' task definitions name (task and execution roles): what RunTask
+    passes, and so what the TaskRoleArns parameter lets the start function pass."""
+    from start_engines.config import SERVICE_MAPPINGS
+
+    roles: set[str] = set()
+    for spec in SERVICE_MAPPINGS.values():
+        found = clients.ecs.describe_task_definition(taskDefinition=spec["taskDefinition"])
+        definition = found["taskDefinition"]
+        roles.update(
+            r for r in (definition.get("taskRoleArn"), definition.get("executionRoleArn")) if r
+        )
+    return sorted(roles)
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -171,7 +185,7 @@ def deploy_both(
     sam_parameters = {
         "Subnets": ",".join(provisioned.subnets),
         "SecurityGroups": provisioned.security_group,
-        "TaskRoleArns": TASK_ROLES,
+        "TaskRoleArns": ",".join(task_roles(clients)),
         **{f"{e}TargetGroupArns": alb_outputs[f"{e}TargetGroupArns"] for e in ENGINES},
         **{
             f"{e}ListenerRuleArn": alb_outputs[f"{e}ListenerRuleArn"]
