@@ -57,6 +57,7 @@ class Emulator:
         self.provisioned: Provisioned | None = None
         self._delivery: threading.Event | None = None
         self._deliverer: threading.Thread | None = None
+        self._applied: set[str] = set()  # the environment apply_environ set
         # every DescribeTasks through clients(): (clock reading, calling thread's name), so a
         # figure can leave out the task-state function's own calls (EVENTS_THREAD)
         self.describe_log: list[tuple[float, str]] = []
@@ -239,9 +240,14 @@ class Emulator:
         return {"AWS_ENDPOINT_URL": self.endpoint_url, **CREDENTIALS}
 
     def apply_environ(self) -> None:
-        os.environ.update(self.aws_environ())
-        if self.provisioned:
-            os.environ.update(self.provisioned.environ())
+        """This process's environment points at the emulator and what it provisioned; what an
+        earlier call set and the current provisioning does not (an engine that was wakeable
+        before a reset) is removed."""
+        for key in self._applied:
+            os.environ.pop(key, None)
+        applied = {**self.aws_environ(), **(self.provisioned.environ() if self.provisioned else {})}
+        os.environ.update(applied)
+        self._applied = set(applied)
 
     def clients(self, hook: Callable[[botocore.session.Session], None] | None = None) -> Clients:
         """Clients of a session of their own; `hook` gets it first (iam_calls records calls)."""
