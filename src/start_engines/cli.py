@@ -109,14 +109,15 @@ def parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
-        parents=[shared],
-        help="the deployed stack on an embedded AWS emulator: PutEvents starts auth, the "
-        "reaper stops it",
+        help="the deployed stack on an embedded AWS emulator: PutEvents starts auth, a request "
+        "wakes pdf, the scheduled reaper stops both",
+        description="The deployed stack on an embedded AWS emulator (what `make demo` runs).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     demo.add_argument("--start-seconds", type=float, default=40.0, help="emulated Fargate start")
     demo.add_argument("--health-seconds", type=float, default=10.0, help="ALB registration delay")
     demo.add_argument("--speed", type=float, default=10.0, help="emulated seconds per second")
-    demo.add_argument("--idle-speed", type=float, default=120.0, help="the same, while idle")
+    demo.add_argument("--idle-speed", type=float, default=180.0, help="the same, while idle")
 
     config = commands.add_parser("config", parents=[shared], help="configuration")
     config_commands = config.add_subparsers(

@@ -182,7 +182,7 @@ def test_the_demo_reads_as_a_story() -> None:
         "GET /api/auth/login -> 200",
         "GET /api/pdf/report -> 503 starting",
         "(the waiting page)",
-        "GET /api/pdf/report -> 200 from pdf itself",
+        "GET /api/pdf/report -> 200 from pdf's task",
         "reaper: auth stopped (idle for 5 min)",
         "auth and pdf stopped, out of their target groups",
         "pdf sleeps again: its next request -> 503 starting",

@@ -90,14 +90,15 @@ def idle_decision(
     if engine.idle_minutes is None:
         return keep("idle stop is off (idleMinutes null)")
     age_minutes = min(_age(t, now) for t in tasks) / 60
+    whole = int(age_minutes)  # 4.6 min is "4 min ago": never "5 min ago, under 5"
     if age_minutes < engine.min_uptime_minutes:
         return keep(
-            f"started {age_minutes:.0f} min ago, under minUptimeMinutes {engine.min_uptime_minutes:g}"
+            f"started {whole} min ago, under minUptimeMinutes {engine.min_uptime_minutes:g}"
         )
     delay = ctx.settings.metrics_delay
     if age_minutes < engine.idle_minutes + delay:
         return keep(
-            f"started {age_minutes:.0f} min ago, under idleMinutes {engine.idle_minutes:g}"
+            f"started {whole} min ago, under idleMinutes {engine.idle_minutes:g}"
             + (f" + {delay:g} min of metrics delay" if delay else "")
         )
     if isinstance(requests, str) or requests is None:

@@ -24,7 +24,8 @@ from start_engines.local.clock import VariableClock
 from start_engines.local.emulator import Emulator
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
+    from datetime import datetime
 
     from mypy_boto3_events.type_defs import PutEventsRequestEntryTypeDef
 
@@ -39,7 +40,7 @@ SEED_ENTRY: PutEventsRequestEntryTypeDef = {
 IDLE = {"idleMinutes": 5, "minUptimeMinutes": 5}
 ENGINES_CONFIG = {"auth": IDLE, "pdf": IDLE}
 SPEED = 10.0  # emulated seconds per real second, while things happen
-IDLE_SPEED = 120.0  # and while the engine idles until the reaper's turn
+IDLE_SPEED = 180.0  # and while the engine idles until the reaper's turn
 REAL_LIMIT = 60.0  # seconds of real time any one step may take
 
 
@@ -53,14 +54,20 @@ class Story:
 
     def restart(self) -> None:
         self.began, self.real_began = self.clock.now(), time.monotonic()
+        self.wall_began = self.clock.wall()
 
-    def elapsed(self) -> str:
-        seconds = int(self.clock.now() - self.began)
+    def elapsed(self, at: float | None = None) -> str:
+        """Emulated m:ss since the story began (now, or at emulated reading `at`)."""
+        seconds = max(0, int((self.clock.now() if at is None else at) - self.began))
         return f"{seconds // 60:2d}:{seconds % 60:02d}"
 
-    def say(self, text: str) -> None:
+    def say(self, text: str, at: float | None = None) -> None:
         real = time.monotonic() - self.real_began
-        print(f"  [{self.elapsed()} | {real:4.1f}s] {text}", file=self.out, flush=True)
+        print(f"  [{self.elapsed(at)} | {real:4.1f}s] {text}", file=self.out, flush=True)
+
+    def reading(self, wall: datetime) -> float:
+        """The emulated clock's reading at wall time `wall`."""
+        return self.began + (wall - self.wall_began).total_seconds()
 
     def title(self, text: str) -> None:
         print(f"\n{text}", file=self.out, flush=True)
@@ -73,7 +80,11 @@ def _quiet() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m start_engines.local.demo",
+        description=__doc__,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("--speed", type=float, default=SPEED, help="emulated seconds per second")
     parser.add_argument(
         "--idle-speed", type=float, default=IDLE_SPEED, help="the same, while the engine idles"
@@ -109,14 +120,18 @@ def run_demo(
     clock = VariableClock(speed)
     with Emulator(clock, start_seconds=start_seconds, health_seconds=health_seconds) as emu:
         print(f"Embedded AWS: moto server at {emu.endpoint_url}", file=out)
-        print(f"The emulated clock runs {speed:g}x real time: [emulated m:ss | real s].", file=out)
+        print(
+            f"The emulated clock runs {speed:g}x real time ({idle_speed:g}x while the engines "
+            "idle); the story's lines show [emulated m:ss | real s].",
+            file=out,
+        )
         story = Story(clock, out)
         emu.provision(wakeable=("pdf",))
         stack = emu.deploy_stack(wakeable=("pdf",), EnginesConfig=json.dumps(ENGINES_CONFIG))
         _show_stack(story, emu, stack)
-        story.restart()  # the story's clock starts once the stack is up
         queue = _subscribe(emu, "engine-ready", "Engine Ready")
-        story.say("a queue subscribed to `Engine Ready` on the bus: engine-ready")
+        print("  a queue, engine-ready, subscribed to `Engine Ready` on the bus", file=out)
+        story.restart()  # the story's clock starts once the stack is up
         emu.deliver_task_events(every=0.05)  # ECS's events, onto the default bus
         assert emu.schedules is not None
         emu.schedules.start(every=0.05)
@@ -124,7 +139,8 @@ def run_demo(
         emu.stop_delivering()
         emu.schedules.stop()
     print(
-        f"\nDone: {story.elapsed().strip()} emulated, {time.monotonic() - real_began:.1f} s real.",
+        f"\nDone: the story took {story.elapsed().strip()} emulated; "
+        f"{time.monotonic() - real_began:.1f} s real in all, the deployment included.",
         file=out,
     )
     return 0 if ok else 1
@@ -137,11 +153,19 @@ def _show_stack(story: Story, emu: Emulator, stack: DeployedStack) -> None:
         "translated):"
     )
     for logical, spec in sorted(stack.functions.items()):
-        story.say(f"{logical}: {spec.handler}, its own worker process")
+        print(f"  {logical}: {spec.handler}, in its own worker process", file=story.out)
     rules = emu.clients().events.list_rules()["Rules"]
     for rule in sorted(rules, key=lambda r: r["Name"]):
-        what = rule.get("ScheduleExpression") or rule.get("EventPattern", "")
-        story.say(f"rule {rule['Name']}: {what}")
+        print(f"  rule {rule['Name'].split('-')[1]}: {_rule_summary(rule)}", file=story.out)
+
+
+def _rule_summary(rule: Mapping[str, Any]) -> str:
+    if rule.get("ScheduleExpression"):
+        return str(rule["ScheduleExpression"])
+    pattern = json.loads(rule.get("EventPattern") or "{}")
+    kinds = pattern.get("detail-type", [])
+    shown = ", ".join(kinds[:2]) + (f" and {len(kinds) - 2} more" if len(kinds) > 2 else "")
+    return f"source {', '.join(pattern.get('source', []))}: {shown}"
 
 
 def _story(
@@ -155,7 +179,7 @@ def _story(
     with emu.front_door() as door:
         url = f"{door.url}/api/auth/login"
         status, body = _get(url)
-        story.say(f"GET /{url.split('/', 3)[-1]} -> {status} {body[:70]}")
+        story.say(f"GET /api/auth/login -> {status} {_answered_by(body)}")
         if status != 200 or not _wake(story, f"{door.url}/api/pdf/report"):
             return False
     story.title(
@@ -168,13 +192,10 @@ def _story(
     if not reaped:
         story.say("the reaper did not stop auth and pdf")
         return False
-    reap_rule = stack.physical_id("ReapRule")
-    fired = [at for at, name in emu.schedules.fired if name == reap_rule] if emu.schedules else []
-    story.say(f"auth and pdf stopped, out of their target groups ({len(fired)} reaper runs)")
     with emu.front_door() as door:
         status, body = _get(f"{door.url}/api/pdf/report")
     state = json.loads(body).get("state") if status == 503 else body[:40]
-    story.say(f"pdf sleeps again: its next request -> {status} {state}, waking it")
+    story.say(f"pdf sleeps again: its next request -> {status} {state}, and wakes it")
     return True
 
 
@@ -202,30 +223,38 @@ def _start_auth(
         state, reason = _health(clients, group, ip)
         if not states or states[-1] != state:
             states.append(state)
-            story.say(f"the ALB's health checks of {ip}: {state}{reason}")
+            booting = " (a check made while it booted: registered at its IP)"
+            story.say(
+                f"the ALB's health checks of {ip}: {state}{booting if state == 'unhealthy' else reason}"
+            )
         return state == "healthy"
 
     return (group, ip) if _wait(healthy, every=0.02) else None
 
 
 def _reaped(story: Story, emu: Emulator, clients: Clients, target: tuple[str, str]) -> bool:
-    """Step 5: tell each reaper run's decisions until auth and pdf are stopped."""
-    assert emu.workers is not None
+    """Step 5: each reaper run's decisions, stamped with its run, until auth and pdf stop."""
+    assert emu.workers is not None and emu.schedules is not None
     start = emu.workers.worker("StartEnginesFunction")
+    schedules = emu.schedules
     group, ip = target
     told = 0
+    runs = 0
 
     def stopped() -> bool:
-        nonlocal told
+        nonlocal told, runs
         for index in range(told, len(start.answers)):
             told = index + 1
             if start.invocations[index].get("detail-type") != "Reap Idle Engines":
                 continue
+            fired = [due for due, name in schedules.fired if "ReapRule" in name]
+            at = story.reading(fired[runs]) if runs < len(fired) else None
+            runs += 1
             payload = start.answers[index].payload or {}
             for result in payload.get("body", {}).get("results", []):
                 if result.get("service") in ("auth", "pdf"):
                     say = f"reaper: {result['service']} {result.get('action')}"
-                    story.say(f"{say} ({result.get('reason')})")
+                    story.say(f"{say} ({result.get('reason')})", at)
         gone = _health(clients, group, ip)[0] in ("draining", "unregistered")
         return gone and not _running(clients, "auth-cluster") + _running(clients, "pdf-cluster")
 
@@ -233,6 +262,7 @@ def _reaped(story: Story, emu: Emulator, clients: Clients, target: tuple[str, st
         return False
     emu.workers.drain()  # the last reaper's answer, once its invocation has ended
     stopped()
+    story.say(f"auth and pdf stopped, out of their target groups ({runs} reaper runs)")
     return True
 
 
@@ -246,7 +276,7 @@ def _wake(story: Story, url: str) -> bool:
         nonlocal last
         status, body = _get(url)
         if status == 200:
-            story.say(f"GET /api/pdf/report -> 200 from pdf itself: {body[:50]}")
+            story.say(f"GET /api/pdf/report -> 200 {_answered_by(body)}")
             return True
         try:
             state = json.loads(body)
@@ -261,6 +291,15 @@ def _wake(story: Story, url: str) -> bool:
         return False
 
     return bool(_wait(answered, every=0.1))
+
+
+def _answered_by(body: str) -> str:
+    """Who answered: the emulated task echoes its engine, task ID and path."""
+    try:
+        echo = json.loads(body)
+        return f"from {echo['engine']}'s task {str(echo['taskId'])[:8]}"
+    except (ValueError, KeyError, TypeError):
+        return body[:60]
 
 
 def _subscribe(emu: Emulator, name: str, detail_type: str) -> str:
