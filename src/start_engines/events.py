@@ -453,9 +453,17 @@ def _task_state_change(detail: Mapping[str, Any]) -> TaskStateChange:
                     if isinstance(item, Mapping) and item.get("name") == "privateIPv4Address":
                         value = item.get("value")
                         private_ip = value if isinstance(value, str) and value else None
+    task_arn, cluster_arn = text("taskArn"), text("clusterArn")
+    # task/<cluster>/<id> names its cluster (the old task/<id> does not): it must be this one
+    parts = task_arn.rsplit(":", 1)[-1].split("/")
+    if len(parts) == 3 and parts[1] != cluster_arn.rsplit("/", 1)[-1]:
+        raise BadEvent(
+            f"detail.taskArn is a task of cluster '{parts[1][:100]}', not of detail.clusterArn",
+            field="detail.taskArn",
+        )
     return TaskStateChange(
-        task_arn=text("taskArn"),
-        cluster_arn=text("clusterArn"),
+        task_arn=task_arn,
+        cluster_arn=cluster_arn,
         last_status=text("lastStatus"),
         desired_status=text("desiredStatus"),
         started_by=text("startedBy", required=False),

@@ -337,6 +337,31 @@ def test_the_morning_and_evening_schedules_start_and_stop_the_scheduled_engines(
     assert task["desiredStatus"] == "STOPPED"
 
 
+def test_a_schedule_the_emulator_cannot_evaluate_is_skipped_alone(
+    emulator: Emulator, deployed: DeployedStack, clock: ManualClock
+) -> None:
+    """Someone else's rule with `cron(0 12 L * ? *)` (valid on AWS, not emulated) in the
+    account: it is skipped, and the stack's reaper still fires (the adversary's finding)."""
+    events = emulator.clients().events
+    events.put_rule(Name="month-end", ScheduleExpression="cron(0 12 L * ? *)")
+    schedules = emulator.schedules
+    assert schedules is not None
+    try:
+        schedules.fire_due()  # counted from now
+        noon = clock.wall().replace(hour=12, minute=0, second=0, microsecond=0)
+        if noon <= clock.wall():
+            noon += timedelta(days=1)
+        clock.advance((noon - clock.wall()).total_seconds() + 5 * 60)
+        assert deployed.physical_id("ReapRule") in schedules.fire_due()
+        assert [r for r in schedules.skipped if r.endswith("/month-end")]
+        clock.advance(5 * 60)
+        assert deployed.physical_id("ReapRule") in schedules.fire_due()
+    finally:
+        events.delete_rule(Name="month-end")
+        assert emulator.workers is not None
+        emulator.workers.drain()
+
+
 # --- Step Functions: the sample state machine, run by moto's ASL interpreter -----------------
 
 

@@ -50,3 +50,18 @@ def test_malformed_events_name_the_field(event: Any, field: str) -> None:
     assert info.value.field == field
     assert info.value.status_code == 400
     assert info.value.message
+
+
+def test_a_task_state_change_names_a_task_of_its_own_cluster() -> None:
+    """A task ARN of another cluster than clusterArn is refused by its field: the handler
+    would otherwise look for it in the wrong cluster (a call the role denies)."""
+    event = load_event("ecs-task-running.json")
+    cluster = event["detail"]["clusterArn"].rsplit("/", 1)[-1]
+    other = event["detail"]["taskArn"].replace(f"task/{cluster}/", "task/other-cluster/")
+    assert other != event["detail"]["taskArn"]
+    with pytest.raises(BadEvent) as info:
+        parse_event({**event, "detail": {**event["detail"], "taskArn": other}})
+    assert info.value.field == "detail.taskArn"
+    old_format = event["detail"]["taskArn"].replace(f"task/{cluster}/", "task/")
+    parsed = parse_event({**event, "detail": {**event["detail"], "taskArn": old_format}})
+    assert parsed.task_arn == old_format  # type: ignore[union-attr]

@@ -209,7 +209,9 @@ class Emulator:
         return stack
 
     def undeploy(self) -> None:
-        """Stop the workers and the hooks; the stacks' resources stay (see reset)."""
+        """Stop the workers and the hooks; the stacks' resources stay (see reset). ECS events
+        stop too: nothing in this process takes the deployed functions' place."""
+        self.stop_delivering()
         if self.schedules is not None:
             self.schedules.stop()
             self.schedules = None

@@ -9,6 +9,7 @@ calls it from a thread (`start`).
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import uuid
@@ -18,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from start_engines.clock import Clock
     from start_engines.local.wiring import Wiring
+
+logger = logging.getLogger(__name__)
 
 UNITS = {"minute": 60, "minutes": 60, "hour": 3600, "hours": 3600, "day": 86400, "days": 86400}
 DAYS = {"SUN": 1, "MON": 2, "TUE": 3, "WED": 4, "THU": 5, "FRI": 6, "SAT": 7}
@@ -37,6 +40,7 @@ class Schedules:
         self._last: dict[str, datetime] = {}
         self._stop: threading.Event | None = None
         self.fired: list[tuple[datetime, str]] = []  # (due time, rule name)
+        self.skipped: set[str] = set()  # rules whose expression is not emulated
 
     def arm(self) -> None:
         """Start counting every schedule rule from now."""
@@ -49,7 +53,15 @@ class Schedules:
         fired = []
         for rule in _schedule_rules():
             last = self._last.setdefault(rule.arn, now)
-            due = last_due(rule.scheduled_expression, last, now)
+            try:
+                due = last_due(rule.scheduled_expression, last, now)
+            except ValueError:  # valid on AWS perhaps (L, W, #), not here: skip that rule only
+                if rule.arn not in self.skipped:
+                    self.skipped.add(rule.arn)
+                    logger.warning(
+                        "schedule %s: %r not emulated", rule.name, rule.scheduled_expression
+                    )
+                continue
             if due is None:
                 continue
             self._last[rule.arn] = due
