@@ -4,12 +4,19 @@ The ALB stack owns the Lambda target group, and CloudFormation cannot add a targ
 stack's group, so the SAM stack asks the function to do it. Create registers, Update moves,
 Delete deregisters (a group or target already gone counts as done). The answer always goes to
 the ResponseURL, error or not, so a stack never waits an hour for it; nothing here raises.
+
+Anyone allowed to invoke the function can send such a request, so it is held to what the
+stack would ask: Create and Update register this function, in its own WAKE_TARGET_GROUP_ARN,
+nothing else; and the Delete of that registration (which switches wake off) is done only
+while the function's own stack is being deleted or rolled back (DescribeStacks, which its role
+allows on its own stack only).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
@@ -22,6 +29,13 @@ from start_engines.lambda_function import runtime
 logger = logging.getLogger(__name__)
 
 REQUEST_TYPES = ("Create", "Update", "Delete")
+GOING = (  # stack states in which CloudFormation deletes this resource for real
+    "DELETE_IN_PROGRESS",
+    "DELETE_COMPLETE",
+    "ROLLBACK_IN_PROGRESS",
+    "UPDATE_ROLLBACK_IN_PROGRESS",
+    "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS",
+)
 REQUIRED = ("ResponseURL", "StackId", "RequestId", "LogicalResourceId", "ResourceType")
 GONE = ("TargetGroupNotFound", "InvalidTarget")  # deregistering: nothing left to do
 PUT_ATTEMPTS = 3
@@ -85,11 +99,14 @@ def _apply(event: dict[str, Any], context: Any) -> tuple[str, str, str]:
         )
         if gone is None:  # a Create that failed on its properties registered nothing
             return "SUCCESS", "nothing was registered", _known_id(event)
+        if gone == _serving(context):
+            _stack_going(event.get("StackId"))
         _deregister(gone)
         return "SUCCESS", f"deregistered from {gone.group}", _known_id(event)
     new = _target(event.get("ResourceProperties"), context)
     if new is None:
         raise BadEvent("ResourceProperties needs TargetGroupArn and FunctionArn (strings)")
+    _only_the_serving_registration(new, context)
     old = _target(event.get("OldResourceProperties"), context)
     moved = event["RequestType"] == "Update" and old is not None and old != new
     if moved and old is not None and old.group == new.group:
@@ -98,6 +115,51 @@ def _apply(event: dict[str, Any], context: Any) -> tuple[str, str, str]:
     if moved and old is not None and old.group != new.group:
         _deregister(old)
     return "SUCCESS", f"registered in {new.group}", new.physical_id
+
+
+def _serving(context: Any) -> Target:
+    """The registration wake works through: this function in its WAKE_TARGET_GROUP_ARN."""
+    function = str(getattr(context, "invoked_function_arn", "") or "")
+    unqualified = ":".join(function.split(":")[:7])  # no alias or version
+    return Target(os.environ.get("WAKE_TARGET_GROUP_ARN", "").strip(), unqualified)
+
+
+def _only_the_serving_registration(new: Target, context: Any) -> None:
+    serving = _serving(context)
+    if not serving.group:
+        raise BadEvent(
+            "WAKE_TARGET_GROUP_ARN is not set: this function registers itself nowhere",
+            field="WAKE_TARGET_GROUP_ARN",
+        )
+    if new.group != serving.group:
+        raise BadEvent(
+            "ResourceProperties.TargetGroupArn must be this function's WAKE_TARGET_GROUP_ARN",
+            field="ResourceProperties.TargetGroupArn",
+        )
+    if new.function != serving.function:
+        raise BadEvent(
+            "ResourceProperties.FunctionArn must be this function: it registers only itself",
+            field="ResourceProperties.FunctionArn",
+        )
+
+
+def _stack_going(stack_id: Any) -> None:
+    """Refuse unless the stack is being deleted or rolled back (its role lets the function
+    describe its own stack only, so a request naming another stack fails here too)."""
+    if not isinstance(stack_id, str) or not stack_id.startswith("arn:"):
+        raise BadEvent("StackId must be the stack's ARN", field="StackId")
+    try:
+        cloudformation = runtime().clients._client("cloudformation")
+        stacks = cloudformation.describe_stacks(StackName=stack_id).get("Stacks", [])
+    except AWS_ERRORS as exc:
+        raise translate(exc, f"DescribeStacks {stack_id[:200]}") from exc
+    status = stacks[0].get("StackStatus", "") if stacks else ""
+    if status not in GOING:
+        raise BadEvent(
+            f"refusing to switch wake off: stack {stack_id[:200]} is {status or 'not found'}, "
+            "not being deleted",
+            field="RequestType",
+        )
 
 
 def _target(properties: Any, context: Any) -> Target | None:

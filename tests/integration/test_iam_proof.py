@@ -227,23 +227,34 @@ def run_scenarios(emulator: Emulator, clock: ManualClock, directory: Path) -> No
     ok(task_state(state_change_event(emulator, "auth-cluster", auth["taskArn"])))
     clock.advance(40 * 60)
     ok(start(load_event("reap-idle.json") | {"detail": {}}))
-    # Custom::WakeTarget: the stack registers the function in the wake target group
+    wake_target_requests(emulator, start)
+
+
+def wake_target_requests(emulator: Emulator, start: Callable[[dict[str, Any]], Any]) -> None:
+    """Custom::WakeTarget: the stack registers the function in the wake target group, and
+    deregisters it while the stack is deleted (last: the stack goes first)."""
+    provisioned = emulator.provisioned
+    assert provisioned is not None
+    cloudformation = emulator.clients()._client("cloudformation")
+    stack_id = cloudformation.describe_stacks(StackName=STACK)["Stacks"][0]["StackId"]
     answers = Answers()
     try:
         for kind in ("Create", "Delete"):
+            if kind == "Delete":
+                cloudformation.delete_stack(StackName=stack_id)
             start(
                 {
                     "RequestType": kind,
-                    "ServiceToken": "arn:aws:lambda:us-east-2:123456789012:function:iam-proof-start",
+                    "ServiceToken": LambdaContext.invoked_function_arn,
                     "ResponseURL": answers.url,
-                    "StackId": f"arn:aws:cloudformation:{REGION}:123456789012:stack/{STACK}/1",
+                    "StackId": stack_id,
                     "RequestId": kind,
                     "LogicalResourceId": "WakeTarget",
                     "ResourceType": "Custom::WakeTarget",
                     "PhysicalResourceId": "",
                     "ResourceProperties": {
                         "TargetGroupArn": provisioned.wake_target_group,
-                        "FunctionArn": "arn:aws:lambda:us-east-2:123456789012:function:x",
+                        "FunctionArn": LambdaContext.invoked_function_arn,
                     },
                 }
             )

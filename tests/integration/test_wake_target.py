@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from start_engines.local import Emulator
+from start_engines.local.context import LambdaContext
 
-FUNCTION = "arn:aws:lambda:us-east-2:123456789012:function:engines-start"
+FUNCTION = LambdaContext.invoked_function_arn  # the function the requests reach
 
 
 @dataclass
@@ -57,8 +58,8 @@ def answers() -> Iterator[Answers]:
 
 
 @pytest.fixture
-def groups(aws: Emulator) -> Iterator[tuple[str, str]]:
-    """Two Lambda target groups, deleted afterwards."""
+def groups(aws: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str]]:
+    """Two Lambda target groups, deleted afterwards; the first is the function's wake group."""
     elbv2 = aws.clients().elbv2
     arns = tuple(
         elbv2.create_target_group(Name=f"wake-{uuid.uuid4().hex[:8]}", TargetType="lambda")[
@@ -66,9 +67,26 @@ def groups(aws: Emulator) -> Iterator[tuple[str, str]]:
         ][0]["TargetGroupArn"]
         for _ in range(2)
     )
+    monkeypatch.setenv("WAKE_TARGET_GROUP_ARN", arns[0])
     yield arns[0], arns[1]
     for arn in arns:
         elbv2.delete_target_group(TargetGroupArn=arn)
+
+
+def stack(aws: Emulator, *, deleted: bool) -> str:
+    """A stack's ID: deleted (as when CloudFormation deletes this resource for real), or live."""
+    cloudformation = aws.clients()._client("cloudformation")
+    body = {"Resources": {"Queue": {"Type": "AWS::SQS::Queue"}}}
+    name = f"engines-{uuid.uuid4().hex[:8]}"
+    stack_id: str = cloudformation.create_stack(StackName=name, TemplateBody=json.dumps(body))[
+        "StackId"
+    ]
+    if deleted:
+        cloudformation.delete_stack(StackName=stack_id)
+    return stack_id
+
+
+LIVE_STACK = "arn:aws:cloudformation:us-east-2:123456789012:stack/engines/1"
 
 
 def request(kind: str, url: str, group: str, **extra: Any) -> dict[str, Any]:
@@ -76,7 +94,7 @@ def request(kind: str, url: str, group: str, **extra: Any) -> dict[str, Any]:
         "RequestType": kind,
         "ServiceToken": FUNCTION,
         "ResponseURL": url,
-        "StackId": "arn:aws:cloudformation:us-east-2:123456789012:stack/engines/1",
+        "StackId": LIVE_STACK,
         "RequestId": str(uuid.uuid4()),
         "LogicalResourceId": "WakeTarget",
         "ResourceType": "Custom::WakeTarget",
@@ -109,12 +127,17 @@ def test_create_registers_the_function(
 
 
 def test_update_moves_it_to_another_group(
-    aws: Emulator, invoke: Any, answers: Answers, groups: tuple[str, str]
+    aws: Emulator,
+    invoke: Any,
+    answers: Answers,
+    groups: tuple[str, str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     old, new = groups
     invoke(request("Create", answers.url, old))
     created = answers.received.pop()[2]
     old_properties = request("Create", answers.url, old)["ResourceProperties"]
+    monkeypatch.setenv("WAKE_TARGET_GROUP_ARN", new)  # the stack update changed the parameter
     invoke(
         request(
             "Update",
@@ -157,23 +180,41 @@ def test_update_in_place_keeps_the_registration(
     assert registered(aws, group) == [FUNCTION]
 
 
-def test_update_to_another_function_in_the_same_group(
-    aws: Emulator, invoke: Any, answers: Answers, groups: tuple[str, str]
+@pytest.mark.parametrize(
+    "change",
+    [{"FunctionArn": f"{FUNCTION}-other"}, {"TargetGroupArn": "second"}],
+    ids=["another-function", "another-group"],
+)
+def test_a_request_to_register_anything_else_is_refused(
+    aws: Emulator,
+    invoke: Any,
+    answers: Answers,
+    groups: tuple[str, str],
+    change: dict[str, str],
 ) -> None:
-    group, other = groups[0], f"{FUNCTION}-renamed"
+    """Whoever may invoke the function could send this request: it registers only itself, in
+    its own WAKE_TARGET_GROUP_ARN, so wake traffic can never be moved to another function."""
+    group, second = groups
     invoke(request("Create", answers.url, group))
     created = answers.received.pop()[2]
     event = request("Update", answers.url, group, PhysicalResourceId=created["PhysicalResourceId"])
     old_properties = event["ResourceProperties"]
-    invoke(
-        {
-            **event,
-            "ResourceProperties": {**old_properties, "FunctionArn": other},
-            "OldResourceProperties": old_properties,
-        }
-    )
-    assert answers.only()["PhysicalResourceId"] == f"{group}|{other}"
-    assert registered(aws, group) == [other]
+    properties = {**old_properties, **change}
+    if properties["TargetGroupArn"] == "second":
+        properties["TargetGroupArn"] = second
+    for kind in ("Update", "Create"):
+        invoke(
+            {
+                **event,
+                "RequestType": kind,
+                "ResourceProperties": properties,
+                "OldResourceProperties": old_properties,
+            }
+        )
+        body = answers.received.pop()[2]
+        assert body["Status"] == "FAILED"
+        assert "ResourceProperties." in body["Reason"]
+    assert (registered(aws, group), registered(aws, second)) == ([FUNCTION], [])
 
 
 def test_delete_deregisters_and_is_idempotent(
@@ -182,11 +223,32 @@ def test_delete_deregisters_and_is_idempotent(
     group = groups[0]
     invoke(request("Create", answers.url, group))
     physical = answers.received.pop()[2]["PhysicalResourceId"]
+    going = stack(aws, deleted=True)
     for _ in range(2):  # the second finds the target gone: done all the same
-        invoke(request("Delete", answers.url, group, PhysicalResourceId=physical))
+        invoke(request("Delete", answers.url, group, PhysicalResourceId=physical, StackId=going))
         body = answers.received.pop()[2]
         assert (body["Status"], body["PhysicalResourceId"]) == ("SUCCESS", physical)
     assert registered(aws, group) == []
+
+
+@pytest.mark.parametrize("stack_id", ["live", LIVE_STACK, "not-an-arn", None])
+def test_a_delete_while_the_stack_lives_is_refused(
+    aws: Emulator,
+    invoke: Any,
+    answers: Answers,
+    groups: tuple[str, str],
+    stack_id: str | None,
+) -> None:
+    """A forged Delete (the stack is not being deleted, or is not there) would switch wake
+    off for every wakeable engine: refused, and the function stays registered."""
+    group = groups[0]
+    invoke(request("Create", answers.url, group))
+    physical = answers.received.pop()[2]["PhysicalResourceId"]
+    named = stack(aws, deleted=False) if stack_id == "live" else stack_id
+    invoke(request("Delete", answers.url, group, PhysicalResourceId=physical, StackId=named))
+    body = answers.only()
+    assert body["Status"] == "FAILED" and body["Reason"]
+    assert registered(aws, group) == [FUNCTION]
 
 
 def test_delete_of_a_missing_group_counts_as_done(invoke: Any, answers: Answers) -> None:
@@ -195,16 +257,21 @@ def test_delete_of_a_missing_group_counts_as_done(invoke: Any, answers: Answers)
     assert answers.only()["Status"] == "SUCCESS"
 
 
-def test_create_in_a_missing_group_fails_with_a_reason(invoke: Any, answers: Answers) -> None:
+def test_create_in_a_missing_group_fails_with_a_reason(
+    aws: Emulator, invoke: Any, answers: Answers, monkeypatch: pytest.MonkeyPatch
+) -> None:
     gone = "arn:aws:elasticloadbalancing:us-east-2:123456789012:targetgroup/gone/0123456789abcdef"
+    monkeypatch.setenv("WAKE_TARGET_GROUP_ARN", gone)
     returned = invoke(request("Create", answers.url, gone))  # answers, does not raise
     body = answers.only()
     assert body == returned
     assert body["Status"] == "FAILED"
     assert "RegisterTargets" in body["Reason"] and "TargetGroupNotFound" in body["Reason"]
-    # its rollback Delete then finds nothing to deregister
+    # its rollback Delete (the stack going) then finds nothing to deregister
     answers.received.clear()
-    invoke(request("Delete", answers.url, gone, PhysicalResourceId=body["PhysicalResourceId"]))
+    going = stack(aws, deleted=True)
+    physical = body["PhysicalResourceId"]
+    invoke(request("Delete", answers.url, gone, PhysicalResourceId=physical, StackId=going))
     assert answers.only()["Status"] == "SUCCESS"
 
 

@@ -316,6 +316,14 @@ def _send_message(call: Call, account: Account, definitions: TaskDefinitions) ->
     ]
 
 
+def _describe_stacks(call: Call, account: Account, definitions: TaskDefinitions) -> list[Request]:
+    name = str(call.params.get("StackName") or "")
+    if not name:
+        return [Request("cloudformation:DescribeStacks", "*")]
+    stack = name if name.startswith("arn:") else account.arn("cloudformation", f"stack/{name}/*")
+    return [Request("cloudformation:DescribeStacks", stack)]
+
+
 def _put_metric_data(call: Call, account: Account, definitions: TaskDefinitions) -> list[Request]:
     namespace = str(call.params["Namespace"])
     return [Request("cloudwatch:PutMetricData", "*", _key("cloudwatch:namespace", namespace))]
@@ -368,5 +376,6 @@ MAPPERS: dict[tuple[str, str], Mapper] = {
     ("events", "PutEvents"): _put_events,
     ("sqs", "SendMessage"): _send_message,
     ("cloudwatch", "PutMetricData"): _put_metric_data,
+    ("cloudformation", "DescribeStacks"): _describe_stacks,
     **_unscoped_all("cloudwatch", "cloudwatch", ["GetMetricData", "GetMetricStatistics"]),
 }
