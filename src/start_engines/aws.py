@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     import boto3
+    from mypy_boto3_cloudformation import CloudFormationClient
     from mypy_boto3_cloudwatch import CloudWatchClient
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_ec2 import EC2Client
@@ -113,6 +114,11 @@ class Clients:
     @property
     def cloudwatch(self) -> CloudWatchClient:
         client: CloudWatchClient = self._client("cloudwatch")
+        return client
+
+    @property
+    def cloudformation(self) -> CloudFormationClient:
+        client: CloudFormationClient = self._client("cloudformation")
         return client
 
 

@@ -149,8 +149,8 @@ def _stack_going(stack_id: Any) -> None:
     if not isinstance(stack_id, str) or not stack_id.startswith("arn:"):
         raise BadEvent("StackId must be the stack's ARN", field="StackId")
     try:
-        cloudformation = runtime().clients._client("cloudformation")
-        stacks = cloudformation.describe_stacks(StackName=stack_id).get("Stacks", [])
+        found = runtime().clients.cloudformation.describe_stacks(StackName=stack_id)
+        stacks = found.get("Stacks", [])
     except AWS_ERRORS as exc:
         raise translate(exc, f"DescribeStacks {stack_id[:200]}") from exc
     status = stacks[0].get("StackStatus", "") if stacks else ""

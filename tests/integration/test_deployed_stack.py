@@ -17,6 +17,7 @@ from start_engines.local import Emulator, ManualClock
 from start_engines.local.emulator import REGION
 from start_engines.local.iam_calls import Account, EcsTaskDefinitions, authorizations, read_calls
 from start_engines.local.iam_policy import evaluate
+from start_engines.local.stack import queue_messages, subscribe_queue
 from tests.conftest import START_SECONDS
 from tests.infra.stacks import role_policies
 
@@ -132,34 +133,13 @@ def task_ips(emulator: Emulator, cluster: str) -> list[str]:
     ]
 
 
-def subscribe(emulator: Emulator, name: str, detail_type: str) -> str:
-    """An SQS queue a rule on the default bus (the stack's) feeds with start-engines' events."""
-    clients = emulator.clients()
-    sqs, events = clients._client("sqs"), clients.events
-    url: str = sqs.create_queue(QueueName=name)["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    pattern = {"source": ["start-engines"], "detail-type": [detail_type]}
-    events.put_rule(Name=name, EventPattern=json.dumps(pattern))
-    events.put_targets(Rule=name, Targets=[{"Id": "queue", "Arn": arn}])
-    return url
-
-
-def received(emulator: Emulator, url: str) -> list[dict[str, Any]]:
-    messages = (
-        emulator.clients()._client("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=10)
-    )
-    return [json.loads(m["Body"]) for m in messages.get("Messages", [])]
-
-
 # --- PutEvents -> the deployed Commands rule -> StartEnginesFunction -------------------------
 
 
 def test_put_events_of_the_seed_starts_auth(
     emulator: Emulator, deployed: DeployedStack, record_dir: Path
 ) -> None:
-    ready = subscribe(emulator, "engine-ready", "Engine Ready")
+    ready = subscribe_queue(emulator.clients(), "engine-ready", "Engine Ready")
     events = emulator.clients().events
     start = worker(emulator, "StartEnginesFunction")
     before, pid = len(start.invocations), start.pid
@@ -183,7 +163,7 @@ def test_put_events_of_the_seed_starts_auth(
     assert ("RunTask", "auth-cluster") in emulator.lifecycle.mutations
     (ip,) = task_ips(emulator, "auth-cluster")
     assert registered(emulator, deployed.alb_outputs["AuthTargetGroupArns"]) == [ip]
-    (message,) = received(emulator, ready)
+    (message,) = queue_messages(emulator.clients(), ready)
     assert message["detail-type"] == "Engine Ready"
     assert (message["detail"]["service"], message["detail"]["privateIp"]) == ("auth", ip)
     # what the function called, as the IAM evaluator reads it

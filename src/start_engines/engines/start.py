@@ -19,7 +19,7 @@ from start_engines.engines.budget import DescribeBudget
 from start_engines.engines.outcome import Outcome, combine
 from start_engines.engines.overrides import task_overrides, with_overrides
 from start_engines.engines.start_job import NOT_SERIALISED, POLLED, JobState, StartJob
-from start_engines.engines.start_poll import poll_health, poll_tasks, timeout_error
+from start_engines.engines.start_poll import in_parallel, poll_health, poll_tasks, timeout_error
 from start_engines.errors import (
     AwsError,
     BadEvent,
@@ -77,8 +77,7 @@ def start(ctx: Context, request: StartRequest, deadline: Deadline) -> Outcome:
             if job.active:
                 job.fail(Interrupted("interrupted", service=job.engine.name))
     finally:  # each job its own claim and tasks: ten finish in the time of one
-        with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
-            list(pool.map(starter.finish, jobs))
+        in_parallel(starter.finish, jobs)
     results: list[tuple[int, dict[str, Any]]] = [
         (e.status_code, e.to_body()) for e in selected if isinstance(e, ConfigError)
     ]

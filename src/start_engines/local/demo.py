@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from start_engines.local.clock import VariableClock
 from start_engines.local.emulator import Emulator
+from start_engines.local.stack import queue_messages, subscribe_queue
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -129,7 +130,7 @@ def run_demo(
         emu.provision(wakeable=("pdf",))
         stack = emu.deploy_stack(wakeable=("pdf",), EnginesConfig=json.dumps(ENGINES_CONFIG))
         _show_stack(story, emu, stack)
-        queue = _subscribe(emu, "engine-ready", "Engine Ready")
+        queue = subscribe_queue(emu.clients(), "engine-ready", "Engine Ready")
         print("  a queue, engine-ready, subscribed to `Engine Ready` on the bus", file=out)
         story.restart()  # the story's clock starts once the stack is up
         emu.deliver_task_events(every=0.05)  # ECS's events, onto the default bus
@@ -209,7 +210,7 @@ def _start_auth(
     story.say(f"PutEvents: FailedEntryCount {answer['FailedEntryCount']}")
 
     story.title("3. The Commands rule invokes StartEnginesFunction; auth comes up:")
-    ready = _wait(lambda: _received(clients, queue))
+    ready = _wait(lambda: queue_messages(clients, queue))
     if not ready:
         story.say("no Engine Ready arrived")
         return None
@@ -300,25 +301,6 @@ def _answered_by(body: str) -> str:
         return f"from {echo['engine']}'s task {str(echo['taskId'])[:8]}"
     except (ValueError, KeyError, TypeError):
         return body[:60]
-
-
-def _subscribe(emu: Emulator, name: str, detail_type: str) -> str:
-    """An SQS queue fed by a rule on the default bus with start-engines' `detail_type`."""
-    clients = emu.clients()
-    sqs = clients._client("sqs")
-    url: str = sqs.create_queue(QueueName=name)["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    pattern = {"source": ["start-engines"], "detail-type": [detail_type]}
-    clients.events.put_rule(Name=name, EventPattern=json.dumps(pattern))
-    clients.events.put_targets(Rule=name, Targets=[{"Id": "queue", "Arn": arn}])
-    return url
-
-
-def _received(clients: Clients, url: str) -> list[dict[str, Any]]:
-    found = clients._client("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=10)
-    return [json.loads(m["Body"]) for m in found.get("Messages", [])]
 
 
 def _health(clients: Clients, group: str, ip: str) -> tuple[str, str]:

@@ -243,3 +243,23 @@ def recreate_state_machine(clients: Clients, deployed: DeployedStack) -> None:
     parser = stepfunctions_parser_backends[account][region]
     if not any(m.arn == arn for m in parser.state_machines):
         parser.create_state_machine(name, text, created.roleArn)
+
+
+def subscribe_queue(clients: Clients, name: str, detail_type: str) -> str:
+    """An SQS queue that a rule on the default bus (the stack's outgoing events) feeds with
+    start-engines' `detail_type` events, as a subscriber would set it up. Returns its URL."""
+    sqs = clients._client("sqs")
+    url: str = sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    pattern = {"source": ["start-engines"], "detail-type": [detail_type]}
+    clients.events.put_rule(Name=name, EventPattern=json.dumps(pattern))
+    clients.events.put_targets(Rule=name, Targets=[{"Id": "queue", "Arn": arn}])
+    return url
+
+
+def queue_messages(clients: Clients, url: str) -> list[dict[str, Any]]:
+    """The events waiting in the queue (up to 10), as EventBridge put them there."""
+    found = clients._client("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=10)
+    return [json.loads(m["Body"]) for m in found.get("Messages", [])]
