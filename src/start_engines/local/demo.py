@@ -252,10 +252,16 @@ def _reaped(story: Story, emu: Emulator, clients: Clients, target: tuple[str, st
             at = story.reading(fired[runs]) if runs < len(fired) else None
             runs += 1
             payload = start.answers[index].payload or {}
-            for result in payload.get("body", {}).get("results", []):
-                if result.get("service") in ("auth", "pdf"):
-                    say = f"reaper: {result['service']} {result.get('action')}"
-                    story.say(f"{say} ({result.get('reason')})", at)
+            results = [
+                r
+                for r in payload.get("body", {}).get("results", [])
+                if r.get("service") in ("auth", "pdf")
+            ]
+            for result in results:
+                say = f"reaper: {result['service']} {result.get('action')}"
+                story.say(f"{say} ({result.get('reason')})", at)
+            if not results:
+                story.say("reaper: nothing running to stop", at)
         gone = _health(clients, group, ip)[0] in ("draining", "unregistered")
         return gone and not _running(clients, "auth-cluster") + _running(clients, "pdf-cluster")
 
