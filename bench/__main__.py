@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from bench.scale import scale_figures, scale_rows
+from bench.scale import healthy_figures, scale_rows, ten_engine_figures
 from bench.seed_baseline import seed_lambda_handler
 from bench.wake import wake_figures, wake_rows
 from start_engines.clock import SystemClock
@@ -101,8 +101,10 @@ def main() -> int:
         figures.update(bench.asynchronous_start())
         figures.update(bench.fifty_concurrent())
         figures.update(wake_figures(emu, lambda_function.lambda_handler, say))
-        figures.update(scale_figures(emu, lambda_function.lambda_handler, say))
+        figures.update(healthy_figures(emu, lambda_function.lambda_handler, say))
         lambda_function.use_runtime(None)
+    with contextlib.redirect_stdout(io.StringIO()):
+        figures.update(ten_engine_figures(say))  # an emulator of its own, on a slowed clock
     from bench.cold import cold_ratio
 
     say("cold start: whole processes ending at their import, interleaved, a compiled copy")
