@@ -13,15 +13,34 @@
 from __future__ import annotations
 
 import gc
+import types
 
 # No garbage collection during the imports: nearly all they allocate (modules, classes,
 # functions) lives as long as the container, so a collection would find next to nothing to
 # free, yet its passes over the growing heap cost about 4% of the import. Then gc.freeze():
 # what the imports built is left out of every later collection (the first one after the
 # imports would walk all of it once more). bench/cold.py measures it.
+#
+# The heavy imports (botocore, Powertools) run inside one wide frame: CPython keeps frames in
+# 16 KiB chunks and unmaps a chunk as soon as the frame that opened it returns, so imports that
+# swing around a chunk boundary map and unmap one each time (630 times for this import on
+# 3.11, 1,400 on 3.12, or a few: it depends on the depth the runtime imports us from). The wide
+# frame opens a 256 KiB chunk, and every import nested in it fits in the rest.
+WIDE_FRAME_SLOTS = 16_400  # 8 bytes each: about 125 KiB of the chunk left for the imports
+
+
+def _heavy_imports() -> None:
+    import aws_lambda_powertools.logging.utils  # noqa: F401
+
+    import start_engines.aws  # noqa: F401 - botocore
+
+
 _collecting = gc.isenabled()
 gc.disable()
 try:
+    wide = _heavy_imports.__code__.replace(co_stacksize=WIDE_FRAME_SLOTS)
+    types.FunctionType(wide, globals())()
+    del wide
     import json
     import logging
     from dataclasses import dataclass

@@ -38,9 +38,19 @@ NOT_AT_IMPORT = (
 
 PROBE = """
 import gc, json, sys
+outside = []  # heavy modules imported with no wide frame on the stack
+def heavy_import(event, args):
+    if event == "import" and args[0].split(".")[0] in ("botocore", "aws_lambda_powertools"):
+        frame = sys._getframe()
+        while frame is not None and frame.f_code.co_stacksize < 16_000:
+            frame = frame.f_back
+        if frame is None:
+            outside.append(args[0])
+sys.addaudithook(heavy_import)
 before = set(sys.modules)
 import start_engines.lambda_function
 at_import = set(sys.modules)
+heavy_outside = list(outside)
 gc_after = {"enabled": gc.isenabled(), "frozen": gc.get_freeze_count()}
 from start_engines.events import parse_event
 parse_event({"source": "custom.app", "detail-type": "Stop ECS Task", "detail": {"service": "auth"}})
@@ -48,6 +58,7 @@ print(json.dumps({
     "import": sorted(at_import - before),
     "stop": sorted(set(sys.modules) - at_import),
     "gc": gc_after,
+    "heavy_outside": heavy_outside,
 }))
 """
 
@@ -70,6 +81,16 @@ def test_handler_import_leaves_out_what_only_some_events_need(
     assert "aws_lambda_powertools" in loaded["import"]  # every invocation logs
     early = [name for name in NOT_AT_IMPORT if name in loaded["import"]]
     assert early == []
+
+
+def test_heavy_imports_run_inside_one_wide_frame(loaded: dict[str, Any]) -> None:
+    """botocore and Powertools load under the frame that holds one data-stack chunk for all
+    their nested imports (see lambda_function: no chunk mapped and unmapped per swing)."""
+    from start_engines.lambda_function import WIDE_FRAME_SLOTS
+
+    assert WIDE_FRAME_SLOTS >= 16_000  # what the probe looks for
+    assert "botocore.session" in loaded["import"]
+    assert loaded["heavy_outside"] == []
 
 
 def test_an_event_loads_only_its_own_command(loaded: dict[str, Any]) -> None:
