@@ -15,6 +15,7 @@ executes are counted too (callgrind; the same count on every run, whatever the l
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shutil
@@ -28,6 +29,9 @@ from pathlib import Path
 
 RUNS = 15  # interleaved pairs in a batch
 BATCHES = 5
+# the interpreter measured: this one, or (--python) another with boto3 and Powertools installed,
+# such as the runtime's own Python version
+PYTHON = [sys.executable]
 PACKAGE = Path(__file__).resolve().parent.parent / "src" / "start_engines"
 EXIT = "\nimport os\nos._exit(0)"  # no teardown: see above
 OURS = "import start_engines.lambda_function" + EXIT
@@ -51,7 +55,7 @@ def prepare(dest: Path) -> Path:
     """A non-editable copy of the package in `dest`, compiled; returns `dest`."""
     shutil.copytree(PACKAGE, dest / "start_engines", ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run(
-        [sys.executable, "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash", dest],
+        [PYTHON[0], "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash", dest],
         check=True,
     )
     return dest
@@ -66,7 +70,7 @@ def environ(root: Path) -> dict[str, str]:
 def check_copy(root: Path) -> None:
     """The copy, not the source tree, is what gets imported."""
     found = subprocess.run(
-        [sys.executable, "-c", "import start_engines; print(start_engines.__file__)"],
+        [*python("import start_engines; print(start_engines.__file__)")],
         env=environ(root),
         cwd=root,
         capture_output=True,
@@ -150,7 +154,7 @@ def run(code: str, root: Path, env: dict[str, str]) -> tuple[float, float]:
 
 
 def python(code: str) -> list[str]:
-    return [sys.executable, "-c", code]
+    return [PYTHON[0], "-c", code]
 
 
 def instructions(codes: tuple[str, ...] = (OURS, BOTO3)) -> list[float] | None:
@@ -180,9 +184,12 @@ def instructions(codes: tuple[str, ...] = (OURS, BOTO3)) -> list[float] | None:
 
 
 if __name__ == "__main__":
-    ours, first_start = compare(
-        (OURS, FIRST_START, BOTO3), int(sys.argv[1]) if len(sys.argv) > 1 else RUNS, BATCHES
-    )
+    parser = argparse.ArgumentParser(description="the cold start beside import boto3")
+    parser.add_argument("--runs", type=int, default=RUNS, help="pairs in each of the batches")
+    parser.add_argument("--python", default=sys.executable, help="the interpreter to measure")
+    args = parser.parse_args()
+    PYTHON[0] = args.python
+    ours, first_start = compare((OURS, FIRST_START, BOTO3), args.runs, BATCHES)
     print(
         f"import: {ours.seconds[0]:.3f} s, import boto3: {ours.seconds[1]:.3f} s; "
         f"wall {ours.wall}, cpu {ours.cpu}"
