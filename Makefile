@@ -49,8 +49,8 @@ $(BROWSER_STAMP): | $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m start_engines.local.demo
 
+# two workers, each with its own emulator: the suite's wall time halves on 2 cores
 test: $(STAMP) $(CHECKOV_STAMP) $(BROWSER_STAMP)
-	# two workers, each with its own emulator: the suite's wall time halves on 2 cores
 	CHECKOV=$(CHECKOV_VENV)/bin/checkov $(BIN)/python -m pytest -q -n 2
 
 check: $(STAMP)

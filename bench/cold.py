@@ -5,9 +5,10 @@ after its import: Lambda keeps the process for the invocations, so the interpret
 (a last garbage collection over the whole heap, module cleanup) is no part of a cold start, and
 counting it would credit or blame the import for it.
 
-Several runs (batches), each of RUNS interleaved pairs; a batch's ratio is the median of its
-pairs' ratios (the two processes of a pair ran back to back, on the same machine state), and
-the figure is the median over the batches, with their range. Both the wall time and the CPU
+Several batches, each of PAIRS interleaved pairs (in alternating order); a batch's ratio is the
+median of its pairs' ratios (the two processes of a pair ran back to back, on the same machine
+state), and the figure is the median over the batches, with their range. (So two equal median
+times can come with a ratio below 1: the median of ratios is not the ratio of medians.) Both the wall time and the CPU
 time (user + system, from wait4) of each process are measured: on a shared machine the wall
 time also counts waiting for a core, which a Lambda sandbox does not. Both swing by several
 per cent from batch to batch here, so where valgrind is installed the instructions each import
@@ -27,7 +28,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-RUNS = 15  # interleaved pairs in a batch
+PAIRS = 15  # our import and `import boto3`, back to back, in a batch
 BATCHES = 5
 # the interpreter measured: this one, or (--python) another with boto3 and Powertools installed,
 # such as the runtime's own Python version
@@ -108,13 +109,14 @@ class Cold:
         return self.wall.median <= 1.0 and self.cpu.median <= 1.0
 
 
-def cold_ratio(runs: int = RUNS, batches: int = BATCHES) -> Cold:
+def cold_ratio(pairs: int = PAIRS, batches: int = BATCHES) -> Cold:
     """Our handler's import against `import boto3`, by wall and by CPU time."""
-    return compare((OURS, BOTO3), runs, batches)[0]
+    return compare((OURS, BOTO3), pairs, batches)[0]
 
 
-def compare(codes: tuple[str, ...], runs: int, batches: int) -> list[Cold]:
-    """Each of codes[:-1] against the last one (`import boto3`)."""
+def compare(codes: tuple[str, ...], pairs: int, batches: int) -> list[Cold]:
+    """Each of codes[:-1] against the last one (`import boto3`): `batches` of `pairs` rounds,
+    each round running every code once, in the opposite order every other round."""
     wall: list[list[float]] = [[] for _ in codes[:-1]]
     cpu: list[list[float]] = [[] for _ in codes[:-1]]
     seconds: list[list[float]] = [[] for _ in codes]
@@ -123,15 +125,17 @@ def compare(codes: tuple[str, ...], runs: int, batches: int) -> list[Cold]:
         check_copy(root)
         env = environ(root)
         for _ in range(batches):
-            pairs: list[list[tuple[float, float]]] = [[] for _ in codes[:-1]]
-            for _ in range(runs):  # interleaved, so drift hits all alike
-                samples = [run(code, root, env) for code in codes]
+            ratios: list[list[tuple[float, float]]] = [[] for _ in codes[:-1]]
+            for turn in range(pairs):  # interleaved, so drift hits all alike
+                order = range(len(codes)) if turn % 2 == 0 else range(len(codes) - 1, -1, -1)
+                measured = {i: run(codes[i], root, env) for i in order}
+                samples = [measured[i] for i in range(len(codes))]
                 for i, found in enumerate(samples):
                     seconds[i].append(found[0])
                 base = samples[-1]
                 for i, found in enumerate(samples[:-1]):
-                    pairs[i].append((found[0] / base[0], found[1] / base[1]))
-            for i, found_pairs in enumerate(pairs):
+                    ratios[i].append((found[0] / base[0], found[1] / base[1]))
+            for i, found_pairs in enumerate(ratios):
                 wall[i].append(statistics.median(w for w, _ in found_pairs))
                 cpu[i].append(statistics.median(c for _, c in found_pairs))
     base_seconds = statistics.median(seconds[-1])
@@ -185,11 +189,24 @@ def instructions(codes: tuple[str, ...] = (OURS, BOTO3)) -> list[float] | None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="the cold start beside import boto3")
-    parser.add_argument("--runs", type=int, default=RUNS, help="pairs in each of the batches")
-    parser.add_argument("--python", default=sys.executable, help="the interpreter to measure")
+    parser.add_argument("--pairs", type=int, default=PAIRS, help="rounds in each of the batches")
+    parser.add_argument(
+        "--python",
+        default=sys.executable,
+        help="the interpreter to measure; it needs boto3 and aws-lambda-powertools",
+    )
     args = parser.parse_args()
     PYTHON[0] = args.python
-    ours, first_start = compare((OURS, FIRST_START, BOTO3), args.runs, BATCHES)
+    found = subprocess.run(
+        python("import sys, boto3, aws_lambda_powertools; print(sys.version.split()[0])"),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if found.returncode != 0:
+        sys.exit(f"{args.python} cannot import boto3 and aws_lambda_powertools: install them")
+    print(f"Python {found.stdout.strip()} ({args.python}), {BATCHES} batches of {args.pairs}")
+    ours, first_start = compare((OURS, FIRST_START, BOTO3), args.pairs, BATCHES)
     print(
         f"import: {ours.seconds[0]:.3f} s, import boto3: {ours.seconds[1]:.3f} s; "
         f"wall {ours.wall}, cpu {ours.cpu}"

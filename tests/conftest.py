@@ -38,6 +38,7 @@ def emulator(clock: ManualClock) -> Iterator[Emulator]:
     )
     emu.start()
     emu.provision()
+    emu.lifecycle.mutations.clear()  # a test sees its own changes, not the provisioning's
     yield emu
     emu.stop()
 

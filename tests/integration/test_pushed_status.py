@@ -181,3 +181,53 @@ def test_a_stop_seen_only_through_its_tag_is_caught(
     assert answer["statusCode"] == 409, answer
     assert answer["body"]["errorType"] == "StoppedDuringStart"
     assert all(s == "draining" for _, _, s in targets(aws, "auth"))
+
+
+def start_two_with_events(
+    aws: Emulator, invoke: Invoke, deliver: Any, clock: ManualClock, mp: pytest.MonkeyPatch
+) -> dict[str, Any]:
+    """auth and pdf in one event, each task's changes told by its events after every sleep,
+    with a budget too small to look at every cluster each round."""
+    pushers = [Pusher(aws, deliver, clock, c) for c in ("auth-cluster", "pdf-cluster")]
+    sleep = clock.sleep
+
+    def tick(seconds: float) -> None:
+        sleep(seconds)
+        for pusher in pushers:
+            pusher.push()
+
+    mp.setattr(clock, "sleep", tick)
+    mp.setenv("DESCRIBE_TASKS_PER_SECOND", "0.1")
+    answer = invoke(start_event(None) | {"detail": {"services": ["auth", "pdf"]}})
+    assert answer["statusCode"] == 200, answer
+    return answer
+
+
+def test_a_start_short_of_budget_reads_the_records_again_between_rounds(
+    aws: Emulator,
+    invoke: Invoke,
+    deliver: Any,
+    clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The tasks show their IP from PENDING, 1 s after RunTask; rounds come every 0.7 s (0.7,
+    1.4). The records are read once more halfway (1.05), and both tasks are registered there,
+    not at 1.4."""
+    answer = start_two_with_events(aws, invoke, deliver, clock, monkeypatch)
+    registered = [r["timings"]["registered"] for r in answer["body"]["results"]]
+    assert registered == [pytest.approx(1.05, abs=0.01)] * 2
+    settle_and_check_owners(aws, deliver, clock)
+
+
+def test_a_start_with_budget_to_spare_reads_the_records_only_in_its_rounds(
+    aws: Emulator,
+    invoke: Invoke,
+    deliver: Any,
+    clock: ManualClock,
+    push_auth: Pusher,
+) -> None:
+    """One cluster: every round looks at it, so there is nothing to read between rounds."""
+    answer, _ = start_calls(aws, invoke, push_auth)
+    assert answer["statusCode"] == 200, answer
+    assert answer["body"]["timings"]["registered"] == pytest.approx(1.4, abs=0.01)
+    settle_and_check_owners(aws, deliver, clock)

@@ -242,7 +242,7 @@ class Starter:
             for job in jobs:
                 if job.state is JobState.FOLLOW:
                     self.guard(job, lambda job=job: self.follow(job, budget))  # type: ignore[misc]
-            poll_tasks(ctx, [j for j in jobs if j.state in POLLED], self, budget)
+            short = poll_tasks(ctx, [j for j in jobs if j.state in POLLED], self, budget)
             health_jobs = [j for j in jobs if j.state is JobState.HEALTH]
             if health_jobs:
                 poll_health(ctx, health_jobs, self)
@@ -264,7 +264,13 @@ class Starter:
                 else ctx.settings.health_poll_interval
             )
             # rounds begin every interval: a round's own calls are not added to the wait
-            (handoff or self.deadline).sleep(interval - (ctx.clock.now() - round_began))
+            wait = handoff or self.deadline
+            if short and ctx.lease is not None and waiting_for_tasks:
+                # more clusters than the budget looks at: read the events' records once more
+                # halfway, so a task they tell about moves without waiting for a look
+                wait.sleep(interval / 2 - (ctx.clock.now() - round_began))
+                poll_tasks(ctx, [j for j in jobs if j.state in POLLED], self, None)
+            wait.sleep(interval - (ctx.clock.now() - round_began))
 
     def hand_off(self, job: StartJob) -> None:
         """202 only for a start that is under way: ours, or (following) another live start's.

@@ -44,11 +44,16 @@ QUIET_SECONDS = 5.0  # a task's recorded state spares its DescribeTasks this lon
 
 
 def poll_tasks(
-    ctx: Context, jobs: list[StartJob], starter: Starter, budget: DescribeBudget
-) -> None:
+    ctx: Context,
+    jobs: list[StartJob],
+    starter: Starter,
+    budget: DescribeBudget | None,
+) -> bool:
     """One round: DescribeTasks for the clusters the budget picks (each call carries all of
     that cluster's tasks in flight), then move every job whose tasks were seen. Jobs waiting
-    for health stay on the budget too, so a task that dies is noticed at once."""
+    for health stay on the budget too, so a task that dies is noticed at once. Without a
+    budget, only the recorded states (a round between rounds). True if the budget is short:
+    more clusters have tasks in flight than it looks at in a round."""
     # A reused task known to be RUNNING needs no poll to be registered (its registration is
     # confirmed by the next round, like any other).
     seen: dict[str, TaskInfo] = {
@@ -75,9 +80,11 @@ def poll_tasks(
         for job in waiting
         if not all(arn in seen or arn in quiet for arn in job.tasks)
     }
-    polled = budget.choose({c: r for c, r in stage.items() if c in loud}) if loud else []
-    hushed = {c: r for c, r in stage.items() if c not in loud}
-    polled += budget.choose(hushed) if hushed else []
+    polled: list[str] = []
+    if budget is not None:
+        polled = budget.choose({c: r for c, r in stage.items() if c in loud}) if loud else []
+        hushed = {c: r for c, r in stage.items() if c not in loud}
+        polled += budget.choose(hushed) if hushed else []
     looked: dict[str, dict[str, TaskInfo]] = {}
 
     def look(cluster: str) -> None:
@@ -97,6 +104,7 @@ def poll_tasks(
 
     # each job its own targets: ten registrations take the time of one
     in_parallel(lambda job: starter.guard(job, lambda: advance(ctx, job, seen, starter)), moving)
+    return budget is not None and len(stage) > budget.rate * ctx.settings.poll_interval
 
 
 def in_parallel(step: Callable[[T], None], items: list[T]) -> None:

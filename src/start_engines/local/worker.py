@@ -10,7 +10,8 @@ stderr are the function's logs.
 
 Time follows the emulator's clock (CLOCK_ENV): the handler's waits through the runtime the
 module's `use_runtime` takes, and the context's remaining time. With RECORD_ENV set, every
-AWS call the function makes is appended to that file as one JSON line.
+AWS call the function makes is appended to that file as one JSON line, with the clock's
+reading.
 """
 
 from __future__ import annotations
@@ -53,14 +54,16 @@ class Context:
         return max(0, int((self._ends_at - self._clock.now()) * 1000))
 
 
-def recorder(path: str) -> Callable[..., None]:
-    """A botocore `before-parameter-build` handler: one line per call, with its API params."""
+def recorder(path: str, clock: Clock) -> Callable[..., None]:
+    """A botocore `before-parameter-build` handler: one line per call, with its API params and
+    the clock's reading."""
 
     def record(params: dict[str, Any], model: Any, **_: Any) -> None:
         line = {
             "service": model.service_model.service_name,
             "operation": model.name,
             "params": params,
+            "at": clock.now(),
         }
         with open(path, "a", encoding="utf-8") as out:
             out.write(json.dumps(line, default=str) + "\n")
@@ -81,7 +84,7 @@ def install_runtime(module: Any, clock: Clock, record_file: str) -> None:
 
     session = botocore.session.get_session()
     if record_file:
-        session.register("before-parameter-build", recorder(record_file))
+        session.register("before-parameter-build", recorder(record_file, clock))
     use_runtime(runtime_type(clients=Clients(session=session), clock=clock))
 
 
