@@ -35,7 +35,9 @@ FAST_START = 1.0  # for the many-engines figure: polling, not the ALB, is what i
 DILATION = float(os.environ.get("BENCH_DILATION", "5"))
 POLL_INTERVAL = 0.7  # the default POLL_INTERVAL_SECONDS
 TEN_RUNS = 3  # starts of all ten engines, each beside the same ten single starts
-STOP_SETTLE = 2.0  # emulated seconds for stopped tasks to reach STOPPED (stop_seconds=0.1)
+# emulated seconds between deliveries of ECS's Task State Change events to the task-state fn
+EVENTS_EVERY = float(os.environ.get("BENCH_EVENTS_EVERY", "0.5"))
+STOP_SETTLE = 3.0  # emulated seconds for stopped tasks to reach STOPPED (stop_seconds=0.1)
 EXTRA = [f"eng{i}" for i in range(6, 11)]
 ALL_TEN = sorted(SERVICE_MAPPINGS) + EXTRA
 SEED_SETTINGS = ("CLUSTER", "TASK_DEF", "TARGET_GROUP_ARN", "PORT")
@@ -283,7 +285,7 @@ def ten_engines(say: Any, dilation: float) -> dict[str, Any]:
     )
     with Emulator(clock, start_seconds=FAST_START, health_seconds=10.0, stop_seconds=0.1) as emu:
         fresh(emu, FAST_START, extra=True)
-        emu.deliver_task_events(every=0.5 / clock.factor)  # real seconds
+        emu.deliver_task_events(every=EVENTS_EVERY / clock.factor)  # real seconds
         with tempfile.TemporaryDirectory(prefix="bench-start-") as workdir:
             process = StartProcess(clock, Path(workdir))
             try:
