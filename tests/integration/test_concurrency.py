@@ -386,3 +386,28 @@ def test_a_follower_reads_ecs_on_the_budget_only(
     assert len(following) <= 1 + 0.2 * 10.0  # the DescribeTasks budget, not every round
     assert [t for t in aws.lifecycle.list_calls if t < began + 10.0] == []  # no ListTasks loop
     settle_and_check_owners(aws, deliver, clock)
+
+
+def test_an_engine_done_early_keeps_its_claim_while_the_others_start(
+    aws: Emulator, invoke: Invoke, deliver: Any, clock: ManualClock, monkeypatch: Any
+) -> None:
+    """auth (running, reused) is done in the first round; pdf takes 10 s. A stop of auth a few
+    seconds in, longer than the claim's TTL after the start took it, still finds auth's claim
+    live and flags it, so the start does not answer 200 with auth's stopped task (I1)."""
+    monkeypatch.setenv("LEASE_TTL_SECONDS", "2")
+    assert invoke(start_event("auth"))["statusCode"] == 200
+    aws.lifecycle.plan_next("pdf-cluster", running_after=10.0)
+    stops: list[Any] = []
+
+    def stop_auth(point: dict[str, Any]) -> None:
+        if point.get("service") == "pdf" and not stops:
+            stops.append(invoke(stop_event("auth")))
+
+    with checkpoints.at("start.registered", stop_auth, times=10):
+        answer = invoke(start_event(None) | {"id": "both", "detail": {"services": ["auth", "pdf"]}})
+    assert stops[0]["body"]["tasksStopped"] == 1
+    results = {r["service"]: r for r in answer["body"]["results"]}
+    assert results["auth"]["statusCode"] == 409, results["auth"]
+    assert results["auth"]["errorType"] == "StoppedDuringStart"
+    assert results["pdf"]["statusCode"] == 200, results["pdf"]
+    settle_and_check_owners(aws, deliver, clock)

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from start_engines.lease import LeaseHolder
 
 logger = logging.getLogger(__name__)
+MIN_HALF_ROUND = 0.25  # seconds: a shorter poll interval reads the records often enough
 
 
 def start(ctx: Context, request: StartRequest, deadline: Deadline) -> Outcome:
@@ -208,13 +209,15 @@ class Starter:
         return min(self.ctx.settings.lease_ttl, self.deadline.remaining())
 
     def heartbeat(self, jobs: list[StartJob]) -> None:
-        """Renew each claim we hold once a third of its time has passed; learn of stops."""
+        """Renew each claim we hold once a third of its time has passed; learn of stops. A job
+        done while others go on keeps its claim live until the answer: a stop that comes
+        meanwhile must find it, and flag it, to be told."""
         ctx = self.ctx
         if ctx.lease is None:
             return
         now = ctx.clock.now()
         for job in jobs:
-            if not job.active or not job.lease_owner:
+            if not job.lease_owner or not (job.active or job.state is JobState.DONE):
                 continue
             if now - job.renewed_at < ctx.settings.lease_ttl / 3:
                 continue
@@ -265,11 +268,19 @@ class Starter:
             )
             # rounds begin every interval: a round's own calls are not added to the wait
             wait = handoff or self.deadline
-            if short and ctx.lease is not None and waiting_for_tasks:
+            half = interval / 2
+            if (
+                short
+                and ctx.lease is not None
+                and waiting_for_tasks
+                and half >= MIN_HALF_ROUND
+                and ctx.clock.now() - round_began < half
+            ):
                 # more clusters than the budget looks at: read the events' records once more
                 # halfway, so a task they tell about moves without waiting for a look
-                wait.sleep(interval / 2 - (ctx.clock.now() - round_began))
-                poll_tasks(ctx, [j for j in jobs if j.state in POLLED], self, None)
+                wait.sleep(half - (ctx.clock.now() - round_began))
+                if not wait.expired():
+                    poll_tasks(ctx, [j for j in jobs if j.state in POLLED], self, None)
             wait.sleep(interval - (ctx.clock.now() - round_began))
 
     def hand_off(self, job: StartJob) -> None:
