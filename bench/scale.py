@@ -304,6 +304,8 @@ def ten_engines(say: Any, dilation: float) -> dict[str, Any]:
         assert not any(r.get("reused") for r in ten.body["results"]), ten.body
         if os.environ.get("BENCH_VERBOSE"):
             say(f"  {ten.seconds:.2f} s, cpu {ten.cpu:.2f} s, DescribeTasks {len(ten.describes)}")
+            say(f"    timings {[r.get('timings') for r in ten.body['results']]}")
+            say(f"    DescribeTasks at {[round(t, 2) for t in ten.describes]}")
     return {"singles": singles, "tens": tens}
 
 

@@ -231,3 +231,23 @@ def test_a_start_with_budget_to_spare_reads_the_records_only_in_its_rounds(
     assert answer["statusCode"] == 200, answer
     assert answer["body"]["timings"]["registered"] == pytest.approx(1.4, abs=0.01)
     settle_and_check_owners(aws, deliver, clock)
+
+
+def test_a_half_round_that_ends_every_job_answers_at_once(
+    aws: Emulator,
+    invoke: Invoke,
+    deliver: Any,
+    clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The tasks reach RUNNING 3.6 s after RunTask, between the rounds at 3.5 and 4.2. The half
+    round at 3.85 reads their RUNNING records, which confirm the registrations of 1.05 (their
+    looks began after them), and the start answers there, not a round later."""
+    for cluster in ("auth-cluster", "pdf-cluster"):
+        aws.lifecycle.plan_next(cluster, running_after=3.6)
+    began = clock.now()
+    answer = start_two_with_events(aws, invoke, deliver, clock, monkeypatch)
+    assert clock.now() - began == pytest.approx(3.85, abs=0.01)
+    running = [r["timings"]["running"] for r in answer["body"]["results"]]
+    assert running == [pytest.approx(3.85, abs=0.01)] * 2
+    settle_and_check_owners(aws, deliver, clock)

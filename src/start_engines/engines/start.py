@@ -281,6 +281,8 @@ class Starter:
                 wait.sleep(half - (ctx.clock.now() - round_began))
                 if not wait.expired():
                     poll_tasks(ctx, [j for j in jobs if j.state in POLLED], self, None)
+                if not any(j.active for j in jobs):
+                    return  # the half round ended every job: answer now, not a round later
             wait.sleep(interval - (ctx.clock.now() - round_began))
 
     def hand_off(self, job: StartJob) -> None:
