@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 SLOW_START = 12.0  # seconds to RUNNING: longer than the 10 s registration delay
 FAST_START = 1.0  # for the many-engines figure: polling, not the ALB, is what it measures
 # the ten-engine figure's emulated clock runs this many times slower than real time (see
-# ten_engine_figures); BENCH_DILATION=1 measures it on the real clock
+# ten_engines); BENCH_DILATION=1 measures it on the real clock
 DILATION = float(os.environ.get("BENCH_DILATION", "5"))
 POLL_INTERVAL = 0.7  # the default POLL_INTERVAL_SECONDS
 TEN_RUNS = 3  # starts of all ten engines, each beside the same ten single starts
