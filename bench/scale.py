@@ -96,16 +96,20 @@ def provision_extra(emu: Emulator) -> None:
     os.environ["ENGINES_CONFIG"] = json.dumps(config)
 
 
-def start(handler: Any, detail: dict[str, Any], clock: Clock) -> tuple[float, dict[str, Any]]:
-    """One start event; seconds on `clock`, and the answer's body."""
-    event = {
+def app_event(detail: dict[str, Any], detail_type: str = "Start ECS Task") -> dict[str, Any]:
+    """An event as the application sends it, with an id of its own."""
+    return {
         "id": f"scale-{time.monotonic_ns()}",
         "source": "custom.app",
-        "detail-type": "Start ECS Task",
+        "detail-type": detail_type,
         "detail": detail,
     }
+
+
+def start(handler: Any, detail: dict[str, Any], clock: Clock) -> tuple[float, dict[str, Any]]:
+    """One start event; seconds on `clock`, and the answer's body."""
     began = clock.now()
-    answer = handler(event, LambdaContext(clock, 900))
+    answer = handler(app_event(detail), LambdaContext(clock, 900))
     assert answer["statusCode"] == 200, json.dumps(answer)[:500]
     return clock.now() - began, answer["body"]
 
@@ -233,14 +237,7 @@ class StartProcess:
         pid = self.worker.pid
         cpu = cpu_seconds(pid)
         began = self.clock.now()
-        answer = self.worker.invoke(
-            {
-                "id": f"scale-{time.monotonic_ns()}",
-                "source": "custom.app",
-                "detail-type": detail_type,
-                "detail": detail,
-            }
-        )
+        answer = self.worker.invoke(app_event(detail, detail_type))
         seconds = self.clock.now() - began
         assert self.worker.pid == pid, "the start's process was replaced"
         cpu = cpu_seconds(pid) - cpu

@@ -64,8 +64,7 @@ def poll_tasks(
     }
     polling = [job for job in jobs if not all(arn in seen for arn in job.tasks)]
     quiet: set[str] = set()
-    if ctx.lease is not None:
-        seen.update(pushed(ctx, jobs, seen, quiet))
+    seen.update(pushed(ctx, jobs, seen, quiet))
     waiting = [job for job in jobs if not all(arn in seen for arn in job.tasks)]
     by_cluster: dict[str, list[str]] = {}
     stage: dict[str, int] = {}
