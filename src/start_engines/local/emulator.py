@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import queue
 import threading
@@ -71,13 +70,10 @@ class Emulator:
         self.schedules: Schedules | None = None
 
     def start(self) -> Emulator:
-        from moto.server import ThreadedMotoServer
+        from start_engines.local.moto_http import MotoHttpServer
 
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self._server.start()
-        host, port = self._server.get_host_and_port()
-        self.endpoint_url = f"http://{host}:{port}"
+        self._server = MotoHttpServer()
+        self.endpoint_url = self._server.start()
         self.lifecycle.install()
         return self
 
