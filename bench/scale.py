@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.seed_baseline import seed_lambda_handler
+from start_engines import lambda_function
 from start_engines.clock import SystemClock
 from start_engines.config import SERVICE_MAPPINGS
 from start_engines.local.clock import CLOCK_ENV, ScaledClock
@@ -282,6 +283,9 @@ def ten_engines(say: Any, dilation: float) -> dict[str, Any]:
     )
     with Emulator(clock, start_seconds=FAST_START, health_seconds=10.0, stop_seconds=0.1) as emu:
         fresh(emu, FAST_START, extra=True)
+        # the task-state function (in this process) on this emulator and its clock: its records'
+        # times are compared with the start's
+        lambda_function.use_runtime(lambda_function.Runtime(emu.clients(), clock))
         emu.deliver_task_events(every=EVENTS_EVERY / clock.factor)  # real seconds
         with tempfile.TemporaryDirectory(prefix="bench-start-") as workdir:
             process = StartProcess(clock, Path(workdir))
@@ -296,6 +300,7 @@ def ten_engines(say: Any, dilation: float) -> dict[str, Any]:
             finally:
                 process.close()
                 emu.stop_delivering()
+                lambda_function.use_runtime(None)
                 forget_extra()
     for ten in tens:
         assert not any(r.get("reused") for r in ten.body["results"]), ten.body

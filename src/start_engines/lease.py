@@ -213,6 +213,16 @@ class Lease:
             ExpressionAttributeValues={":owner": {"S": owner}},
         )
 
+    def release_unflagged(self, engine: str, owner: str) -> bool:
+        """Give our claim up unless a stop flagged it (`preempted`). True if released."""
+        return self._write(
+            engine,
+            "DeleteItem",
+            ConditionExpression="#owner = :owner AND attribute_not_exists(preempted)",
+            ExpressionAttributeNames={"#owner": "owner"},
+            ExpressionAttributeValues={":owner": {"S": owner}},
+        )
+
     def fail(
         self,
         engine: str,
@@ -287,6 +297,17 @@ class Lease:
         item = self._get(f"event#{event_id}#{engine}", engine)
         return tuple(item.get("taskArns", {}).get("SS", [])) if item else ()
 
+    def events_tasks(self, event_id: str, engines: Sequence[str]) -> dict[str, tuple[str, ...]]:
+        """event_tasks for several engines in one read. An engine left out (throttled) is
+        unknown, not "no tasks": its caller reads it alone."""
+        prefix = f"event#{event_id}#"
+        read = self._batch_get([f"{prefix}{engine}" for engine in engines], f"{prefix}*")
+        found: dict[str, tuple[str, ...]] = {e: () for e in engines if f"{prefix}{e}" in read}
+        for key, item in read.items():
+            if item is not None:
+                found[key.removeprefix(prefix)] = tuple(item.get("taskArns", {}).get("SS", []))
+        return found
+
     def record_task_state(self, task: TaskInfo, seen_at: datetime, now: datetime) -> bool:
         """Record what a DescribeTasks that began at `seen_at` showed of the task, unless a
         newer look is recorded (events come out of order). True if written."""
@@ -323,21 +344,39 @@ class Lease:
     def task_states(self, arns: Sequence[str]) -> dict[str, TaskState]:
         """The recorded states of these tasks (consistent reads), by ARN; absent if none."""
         found: dict[str, TaskState] = {}
-        keys = [{"pk": {"S": f"task#{arn}"}} for arn in dict.fromkeys(arns)]
-        while keys:
-            batch, keys = keys[:BATCH_GET_KEYS], keys[BATCH_GET_KEYS:]
+        # throttled keys are simply not seen this round: the start polls them instead
+        for item in self._batch_get([f"task#{arn}" for arn in arns], "task#*").values():
+            state = _task_state(item) if item is not None else None
+            if state is not None:
+                found[state.arn] = state
+        return found
+
+    def _batch_get(self, keys: Sequence[str], what: str) -> dict[str, dict[str, Any] | None]:
+        """Consistent reads of these items, by key: None for an item that does not exist; a
+        key left out was not read (BatchGetItem's unprocessed keys, under throttling)."""
+        read: dict[str, dict[str, Any] | None] = {}
+        wanted = list(dict.fromkeys(keys))
+        while wanted:
+            batch, wanted = wanted[:BATCH_GET_KEYS], wanted[BATCH_GET_KEYS:]
             try:
                 response = self._dynamodb.batch_get_item(
-                    RequestItems={self.table: {"Keys": batch, "ConsistentRead": True}}
+                    RequestItems={
+                        self.table: {
+                            "Keys": [{"pk": {"S": k}} for k in batch],
+                            "ConsistentRead": True,
+                        }
+                    }
                 )
             except AWS_ERRORS as exc:
-                raise translate(exc, f"BatchGetItem task# in {self.table}") from exc
+                raise translate(exc, f"BatchGetItem {what} in {self.table}") from exc
+            left: dict[str, Any] = response.get("UnprocessedKeys", {})
+            skipped = {k.get("pk", {}).get("S") for k in left.get(self.table, {}).get("Keys", [])}
+            read.update({k: None for k in batch if k not in skipped})
             for item in response.get("Responses", {}).get(self.table, []):
-                state = _task_state(item)
-                if state is not None:
-                    found[state.arn] = state
-            # throttled keys are simply not seen this round: the start polls them instead
-        return found
+                key = item.get("pk", {}).get("S")
+                if isinstance(key, str):
+                    read[key] = item
+        return read
 
     def _get(self, key: str, engine: str) -> dict[str, Any] | None:
         try:

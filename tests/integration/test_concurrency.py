@@ -238,6 +238,36 @@ def test_a_stop_during_a_start_answers_stopped_during_start(
     assert again["statusCode"] == 200
 
 
+@pytest.mark.parametrize("services", [["pdf"], ["pdf", "fa"]])
+def test_a_stop_as_the_start_settles_its_claim_is_told(
+    aws: Emulator, invoke: Invoke, deliver: Any, clock: ManualClock, services: list[str]
+) -> None:
+    """The last moment a stop can reach a start: its engines are done, the answer not yet
+    given. The claim's release is conditional on no stop having flagged it, so the start
+    learns of the stop there and answers 409, never 200 with a stopped task (I1)."""
+    stops: list[dict[str, Any]] = []
+
+    def stop_pdf(point: dict[str, Any]) -> None:
+        if point.get("service") == "pdf":
+            stops.append(invoke(stop_event("pdf")))
+
+    with checkpoints.at("start.settle", stop_pdf, times=len(services)) as passes:
+        answer = invoke(start_event(None) | {"id": "settling", "detail": {"services": services}})
+    assert sorted(p["service"] for p in passes) == sorted(services)
+    assert stops[0]["body"]["tasksStopped"] == 1
+    results = {r["service"]: r for r in answer["body"].get("results", [answer["body"]])}
+    pdf = results.get("pdf", answer["body"])
+    assert pdf["errorType"] == "StoppedDuringStart", pdf
+    assert pdf["cleanedUp"] is True
+    if "fa" in services:
+        assert results["fa"]["statusCode"] == 200, results["fa"]
+    else:
+        assert answer["statusCode"] == 409
+    assert lease(aws).holder("pdf") is None  # released: a stop is no failure to cool down from
+    settle_and_check_owners(aws, deliver, clock)
+    assert live_tasks(aws, "pdf-cluster") == []
+
+
 def test_a_stop_before_run_task_pre_empts_the_start_through_its_claim(
     aws: Emulator, invoke: Invoke, deliver: Any, clock: ManualClock
 ) -> None:

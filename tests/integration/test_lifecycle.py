@@ -269,6 +269,25 @@ def test_redelivered_event_starts_nothing_more(aws: Emulator, invoke: Invoke) ->
     assert len(live_tasks(aws, "pdf-cluster")) == 1
 
 
+def test_a_redelivered_event_for_several_engines_starts_nothing_more(
+    aws: Emulator, invoke: Invoke
+) -> None:
+    """The event records of all its engines are read together: each engine's own decides."""
+    services = ["pdf", "fa", "users"]
+    delivered = {
+        **start_event(None),
+        "id": "several-once",
+        "detail": {"services": services, "force": True},
+    }
+    first = invoke(delivered)
+    again = invoke(delivered)
+    assert first["statusCode"] == again["statusCode"] == 200, again
+    tasks = [{r["service"]: r["taskId"] for r in a["body"]["results"]} for a in (first, again)]
+    assert tasks[0] == tasks[1]
+    assert len(mutations(aws, "RunTask")) == len(services)
+    assert all(r["reused"] for r in again["body"]["results"])
+
+
 def test_without_a_lease_table_the_result_says_so(
     aws: Emulator, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
 ) -> None:

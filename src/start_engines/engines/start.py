@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from start_engines.clock import Deadline
+    from start_engines.config import EngineConfig
     from start_engines.ecs_handler import TaskInfo
     from start_engines.engines.context import Context
     from start_engines.events import StartRequest
@@ -68,6 +69,7 @@ def start(ctx: Context, request: StartRequest, deadline: Deadline) -> Outcome:
     if ctx.lease is None:
         logger.warning(NOT_SERIALISED)
     handoff = deadline.within(request.wait_budget or 0.0) if request.asynchronous else None
+    starter.recall(engines)
     try:
         # RunTask for every engine at once; the waiting is shared below.
         with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
@@ -106,6 +108,7 @@ class Starter:
         self.request = request
         self.deadline = deadline
         self.start_deadline = deadline.within(ctx.settings.start_timeout)
+        self.recorded: dict[str, tuple[str, ...]] = {}  # recall(): each engine's first look
 
     def guard(self, job: StartJob, step: Callable[[], None]) -> None:
         try:
@@ -128,12 +131,25 @@ class Starter:
                 return
         self.run_or_reuse(job)
 
+    def recall(self, engines: list[EngineConfig]) -> None:
+        """The tasks an earlier delivery of this event started, for every engine in one read
+        (handled_before). An engine it leaves out is read on its own."""
+        ctx, event_id = self.ctx, self.request.event_id
+        if ctx.lease is None or not event_id or not engines:
+            return
+        try:
+            self.recorded = ctx.lease.events_tasks(event_id, [e.name for e in engines])
+        except StartEnginesError as exc:
+            logger.warning("event records unread together, one by one instead: %s", exc.message)
+
     def handled_before(self, job: StartJob) -> bool:
         """A redelivered event whose tasks still live: watch those, start nothing."""
         ctx, engine, event_id = self.ctx, job.engine, self.request.event_id
         if ctx.lease is None or not event_id:
             return False
-        recorded = ctx.lease.event_tasks(event_id, engine.name)
+        recorded = self.recorded.pop(engine.name, None)  # only the first look: later ones read
+        if recorded is None:
+            recorded = ctx.lease.event_tasks(event_id, engine.name)
         described = ctx.ecs.describe(engine.cluster, recorded).values() if recorded else []
         live = [t for t in described if t.is_live and not t.stopping]
         if live:
@@ -361,8 +377,12 @@ class Starter:
         cooldown) after a task failed or AWS refused, else released."""
         ctx = self.ctx
         lease, owner, engine = ctx.lease, job.lease_owner, job.engine.name
+        checkpoints.reached("start.settle", service=engine)
         try:
             if lease is not None and owner and job.state in (JobState.DONE, JobState.HANDED_OFF):
+                # done and no stop flagged the claim: released in one call, the common case
+                if job.state is JobState.DONE and lease.release_unflagged(engine, owner):
+                    return
                 holder = lease.holder(engine)
                 if holder is not None and holder.owner == owner and holder.preempted:
                     job.fail(preempted(job))
