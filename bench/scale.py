@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.seed_baseline import seed_lambda_handler
-from start_engines import lambda_function
 from start_engines.clock import SystemClock
 from start_engines.config import SERVICE_MAPPINGS
 from start_engines.local.clock import CLOCK_ENV, ScaledClock
@@ -281,6 +280,8 @@ def ten_engines(say: Any, dilation: float) -> dict[str, Any]:
         f"ten engines in ten clusters, tasks RUNNING after {FAST_START:.0f} s, clock "
         f"{dilation:g}x slower: a warm-up, ten single starts, then {TEN_RUNS} starts of all ten"
     )
+    from start_engines import lambda_function  # after the caller's logging settings
+
     with Emulator(clock, start_seconds=FAST_START, health_seconds=10.0, stop_seconds=0.1) as emu:
         fresh(emu, FAST_START, extra=True)
         # the task-state function (in this process) on this emulator and its clock: its records'

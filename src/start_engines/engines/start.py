@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
     from start_engines.lease import LeaseHolder
 
 logger = logging.getLogger(__name__)
-MIN_HALF_ROUND = 0.25  # seconds: a shorter poll interval reads the records often enough
+RECORD_GAP = 0.15  # seconds: how often a start short of budget reads the records, at most
 
 
 def start(ctx: Context, request: StartRequest, deadline: Deadline) -> Outcome:
@@ -284,22 +285,32 @@ class Starter:
             )
             # rounds begin every interval: a round's own calls are not added to the wait
             wait = handoff or self.deadline
-            half = interval / 2
-            if (
-                short
-                and ctx.lease is not None
-                and waiting_for_tasks
-                and half >= MIN_HALF_ROUND
-                and ctx.clock.now() - round_began < half
-            ):
-                # more clusters than the budget looks at: read the events' records once more
-                # halfway, so a task they tell about moves without waiting for a look
-                wait.sleep(half - (ctx.clock.now() - round_began))
-                if not wait.expired():
-                    poll_tasks(ctx, [j for j in jobs if j.state in POLLED], self, None)
-                if not any(j.active for j in jobs):
-                    return  # the half round ended every job: answer now, not a round later
+            # more clusters than the budget looks at: read the events' records between rounds
+            # too, so a task they tell about moves without waiting for a look
+            between = short and ctx.lease is not None and waiting_for_tasks
+            if between and self.read_records_between(jobs, round_began, interval, wait):
+                return  # they ended every job: answer now, not a round later
             wait.sleep(interval - (ctx.clock.now() - round_began))
+
+    def read_records_between(
+        self, jobs: list[StartJob], round_began: float, interval: float, wait: Deadline
+    ) -> bool:
+        """Read the records every RECORD_GAP or so until the next round (none when the
+        interval is shorter than two gaps); a read whose time has passed is skipped. True if
+        the reads ended every job."""
+        clock = self.ctx.clock
+        gap = interval / max(1, math.floor(interval / RECORD_GAP + 1e-9))
+        at = gap
+        while at < interval - 1e-9:
+            if clock.now() - round_began < at:
+                wait.sleep(at - (clock.now() - round_began))
+                if wait.expired():
+                    return False
+                poll_tasks(self.ctx, [j for j in jobs if j.state in POLLED], self, None)
+                if not any(j.active for j in jobs):
+                    return True
+            at += gap
+        return False
 
     def hand_off(self, job: StartJob) -> None:
         """202 only for a start that is under way: ours, or (following) another live start's.
