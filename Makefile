@@ -49,9 +49,10 @@ $(BROWSER_STAMP): | $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m start_engines.local.demo
 
-# two workers, each with its own emulator: the suite's wall time halves on 2 cores
+# two workers, each with its own emulator: the suite's wall time halves on 2 cores; a module's
+# tests stay on one worker, so its module fixtures (a deployed stack) are built once
 test: $(STAMP) $(CHECKOV_STAMP) $(BROWSER_STAMP)
-	CHECKOV=$(CHECKOV_VENV)/bin/checkov $(BIN)/python -m pytest -q -n 2
+	CHECKOV=$(CHECKOV_VENV)/bin/checkov $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 check: $(STAMP)
 	$(BIN)/ruff check .

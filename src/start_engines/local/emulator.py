@@ -64,6 +64,7 @@ class Emulator:
         self._event_options = (False, False)
         self._held: list[dict[str, Any]] = []
         self._pumping = threading.Lock()
+        self._pump_ecs: Any = None
         self.stack: DeployedStack | None = None
         self.workers: Workers | None = None
         self.wiring: Wiring | None = None
@@ -97,7 +98,9 @@ class Emulator:
         with self._pumping:
             self.lifecycle.tick()
             events = []
-            ecs = self.clients().ecs
+            if self._pump_ecs is None:  # one client for every pump: building one costs 50 ms
+                self._pump_ecs = self.clients().ecs
+            ecs = self._pump_ecs
             while not changed.empty():
                 arn = changed.get_nowait()
                 cluster = arn.rsplit("/", 2)[-2]
