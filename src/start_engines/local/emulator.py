@@ -273,6 +273,7 @@ class Emulator:
 
     def provision(self, wakeable: tuple[str, ...] = ()) -> Provisioned:
         self.provisioned = provision(self.clients(), wakeable=wakeable)
+        self.lifecycle.mutations.clear()  # what follows sees its own changes, not these
         return self.provisioned
 
     def front_door(
