@@ -41,7 +41,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from start_engines.clock import Deadline
-    from start_engines.config import EngineConfig
     from start_engines.ecs_handler import TaskInfo
     from start_engines.engines.context import Context
     from start_engines.events import StartRequest
@@ -70,10 +69,12 @@ def start(ctx: Context, request: StartRequest, deadline: Deadline) -> Outcome:
     if ctx.lease is None:
         logger.warning(NOT_SERIALISED)
     handoff = deadline.within(request.wait_budget or 0.0) if request.asynchronous else None
-    starter.recall(engines)
     try:
-        # RunTask for every engine at once; the waiting is shared below.
+        # every engine's claim at once; under them, what an earlier delivery of this event
+        # started (one read); then RunTask for every engine at once; the waiting is shared
         with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
+            list(pool.map(lambda job: starter.guard(job, lambda: starter.claim(job)), jobs))
+            starter.recall([job for job in jobs if job.lease_owner])
             list(pool.map(lambda job: starter.guard(job, lambda: starter.launch(job)), jobs))
         starter.poll(jobs, handoff)
     except KeyboardInterrupt:  # the CLI's Ctrl-C: clean up what this start ran, then answer
@@ -120,31 +121,36 @@ class Starter:
             logger.exception("unexpected error while starting %s", job.engine.name)
             job.fail(InternalError(f"unexpected error: {exc!r}", service=job.engine.name))
 
-    def launch(self, job: StartJob) -> None:
+    def claim(self, job: StartJob) -> None:
+        """Take the engine's claim for this job, or follow the start that holds it."""
         ctx, engine = self.ctx, job.engine
         job.container = ctx.ecs.container_name(engine)
-        if ctx.lease is not None:
-            if self.handled_before(job):
-                return
-            if self.acquire(job) is not None:
-                logger.info("start of %s is in flight elsewhere; following it", engine.name)
-                job.move(JobState.FOLLOW)
-                return
-        self.run_or_reuse(job)
+        if ctx.lease is not None and self.acquire(job) is not None:
+            logger.info("start of %s is in flight elsewhere; following it", engine.name)
+            job.move(JobState.FOLLOW)
 
-    def recall(self, engines: list[EngineConfig]) -> None:
-        """The tasks an earlier delivery of this event started, for every engine in one read
-        (handled_before). An engine it leaves out is read on its own."""
+    def launch(self, job: StartJob) -> None:
+        """Under the claim: watch what an earlier delivery of this event started, or run."""
+        if job.state is not JobState.NEW:  # following, or failed to claim
+            return
+        if not self.handled_before(job):
+            self.run_or_reuse(job)
+
+    def recall(self, jobs: list[StartJob]) -> None:
+        """The tasks an earlier delivery of this event started, for every claimed engine in
+        one read (handled_before). Read under the claims: an earlier delivery writes its
+        record before it gives its claim up. An engine it leaves out is read on its own."""
         ctx, event_id = self.ctx, self.request.event_id
-        if ctx.lease is None or not event_id or not engines:
+        if ctx.lease is None or not event_id or not jobs:
             return
         try:
-            self.recorded = ctx.lease.events_tasks(event_id, [e.name for e in engines])
+            self.recorded = ctx.lease.events_tasks(event_id, [j.engine.name for j in jobs])
         except StartEnginesError as exc:
             logger.warning("event records unread together, one by one instead: %s", exc.message)
 
     def handled_before(self, job: StartJob) -> bool:
-        """A redelivered event whose tasks still live: watch those, start nothing."""
+        """A redelivered event whose tasks still live: watch those (named in our claim), start
+        nothing."""
         ctx, engine, event_id = self.ctx, job.engine, self.request.event_id
         if ctx.lease is None or not event_id:
             return False
@@ -155,6 +161,7 @@ class Starter:
         live = [t for t in described if t.is_live and not t.stopping]
         if live:
             logger.info("event %s was handled already: %s", event_id, [t.id for t in live])
+            self.record(job, live)
             job.watch(live, reused=True)
         return bool(live)
 
@@ -389,11 +396,12 @@ class Starter:
         ctx = self.ctx
         lease, owner, engine = ctx.lease, job.lease_owner, job.engine.name
         checkpoints.reached("start.settle", service=engine)
+        if lease is not None and owner and job.state is JobState.DONE:
+            if not self.flagged_at_release(job, owner):
+                return  # released, or left to lapse: no stop flagged it
+            job.fail(preempted(job))
         try:
-            if lease is not None and owner and job.state in (JobState.DONE, JobState.HANDED_OFF):
-                # done and no stop flagged the claim: released in one call, the common case
-                if job.state is JobState.DONE and lease.release_unflagged(engine, owner):
-                    return
+            if lease is not None and owner and job.state is JobState.HANDED_OFF:
                 holder = lease.holder(engine)
                 if holder is not None and holder.owner == owner and holder.preempted:
                     job.fail(preempted(job))
@@ -423,6 +431,30 @@ class Starter:
                 lease.release(engine, owner)
         except StartEnginesError as exc:
             logger.error("could not update the lease of %s: %s", engine, exc.message)
+
+    def flagged_at_release(self, job: StartJob, owner: str) -> bool:
+        """Release a done job's claim unless a stop flagged it; True if one did. One
+        conditional call in the common case; when it is refused or its condition fails, the
+        claim is read, so a stop's flag is never deleted unseen. A claim that can be neither
+        released nor read (DynamoDB failing twice) is left to lapse at its expiry."""
+        lease, engine = self.ctx.lease, job.engine.name
+        assert lease is not None
+        for _ in range(2):  # a refused call is tried once more
+            try:
+                if lease.release_unflagged(engine, owner):
+                    return False
+            except StartEnginesError as exc:
+                logger.error("could not release the claim on %s: %s", engine, exc.message)
+            try:
+                holder = lease.holder(engine)
+            except StartEnginesError as exc:
+                logger.error("could not read the claim on %s: %s", engine, exc.message)
+                continue
+            if holder is None or holder.owner != owner:
+                return False  # no longer ours: nothing to release, no flag of ours
+            if holder.preempted:
+                return True
+        return False
 
     def clean_up(self, job: StartJob, error: StartEnginesError) -> None:
         """Stop the tasks this invocation ran and remove their targets. A reused task that

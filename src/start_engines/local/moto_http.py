@@ -1,52 +1,181 @@
 """moto's endpoint over HTTP/1.1 with keep-alive, as AWS's endpoints keep a connection open.
 moto's own server (werkzeug's) closes each connection after one response: every AWS call then
-pays a new connection, and the server a new thread, work no caller of AWS does."""
+pays a new connection, and the server a new thread, work no caller of AWS does. Here, as there,
+each connection has a thread of its own, so a request that waits for another (an Invoke whose
+function calls back) never starves the server."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
+import socket
+import sys
 import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import unquote
 
-THREADS = 48  # requests served at once: starts, task-state invocations and workers together
-CONNECTIONS = 2000  # every client's pool keeps its connections open
-IDLE_SECONDS = 60  # an unused connection is closed after this long
+logger = logging.getLogger(__name__)
+
+IDLE_SECONDS = 120  # an unused connection's thread ends after this long
+NO_BODY = {204, 304}
 
 
 class MotoHttpServer:
-    """moto's WSGI application behind waitress, on 127.0.0.1 and a free port."""
+    """moto's WSGI application on 127.0.0.1 and a free port."""
 
     def __init__(self) -> None:
         from moto.moto_server.werkzeug_app import (
             DomainDispatcherApplication,
             create_backend_app,
         )
-        from waitress.server import create_server
 
-        logging.getLogger("waitress").setLevel(logging.ERROR)
-        app = DomainDispatcherApplication(create_backend_app)
-        self._server: Any = create_server(
-            app,
-            host="127.0.0.1",
-            port=0,
-            threads=THREADS,
-            connection_limit=CONNECTIONS,
-            channel_timeout=IDLE_SECONDS,
-            ident="moto",
+        self._server = _Server(DomainDispatcherApplication(create_backend_app))
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="moto-http", daemon=True
         )
-        self._thread = threading.Thread(target=self._server.run, name="moto-http", daemon=True)
 
     def start(self) -> str:
         """Serve in a thread; returns the endpoint URL."""
         self._thread.start()
-        return f"http://127.0.0.1:{self._server.effective_port}"
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def stop(self) -> None:
-        """Close the listening socket and every open connection, then the request threads."""
-        server = self._server
-        server.close()
-        while server._map:  # the loop's channels: closing them all ends the loop
-            for channel in list(server._map.values()):
-                channel.handle_close()
-        server.task_dispatcher.shutdown()
+        """Stop accepting, close every open connection (their threads then end)."""
+        self._server.shutdown()
+        self._server.server_close()
+        self._server.close_connections()
         self._thread.join(timeout=10)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, app: Any) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.app = app
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A connection cut mid-request (the emulator stopping, a client gone): no traceback."""
+        logger.debug("connection from %s ended with an error", client_address, exc_info=True)
+
+    def close_connections(self) -> None:
+        with self._lock:
+            connections = list(self._open)
+        for connection in connections:
+            with contextlib.suppress(OSError):  # closed meanwhile
+                connection.shutdown(socket.SHUT_RDWR)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: one connection serves request after request
+    disable_nagle_algorithm = True  # headers and body go as two writes
+    timeout = IDLE_SECONDS
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet, as moto's own server is in the emulator."""
+
+    def do_any(self) -> None:
+        try:
+            body = self._body()
+        except ValueError:
+            self.send_error(400, "bad request body")
+            self.close_connection = True
+            return
+        try:
+            status, headers, payload = self._call(body)
+        except Exception:
+            logger.exception("moto failed on %s %s", self.command, self.path)
+            self.send_error(500)
+            self.close_connection = True
+            return
+        code, _, reason = status.partition(" ")
+        self.send_response(int(code), reason)
+        given = False
+        for name, value in headers:
+            lower = name.lower()
+            if lower in ("connection", "keep-alive", "transfer-encoding"):
+                continue  # this server frames the response itself
+            given = given or lower == "content-length"
+            self.send_header(name, value)
+        if not given and int(code) not in NO_BODY:
+            self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if self.command != "HEAD" and payload:
+            self.wfile.write(payload)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = do_any
+
+    def _body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            parts = []
+            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                parts.append(self.rfile.read(size))
+                self.rfile.readline()
+            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                pass  # trailers
+            return b"".join(parts)
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _call(self, body: bytes) -> tuple[str, list[tuple[str, str]], bytes]:
+        """The application's answer to this request: status, headers, the whole body."""
+        path, _, query = self.path.partition("?")
+        host, port = self.server.server_address[:2]
+        environ: dict[str, Any] = {
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": "http",
+            "wsgi.input": io.BytesIO(body),
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": False,
+            "wsgi.run_once": False,
+            "REQUEST_METHOD": self.command,
+            "SCRIPT_NAME": "",
+            "PATH_INFO": unquote(path).encode().decode("latin-1"),  # WSGI's bytes-as-latin-1
+            "QUERY_STRING": query,
+            "SERVER_NAME": str(host),
+            "SERVER_PORT": str(port),
+            "SERVER_PROTOCOL": self.request_version,
+            "REMOTE_ADDR": self.client_address[0],
+            "REMOTE_PORT": self.client_address[1],
+            "CONTENT_LENGTH": str(len(body)),
+        }
+        for name, value in self.headers.items():
+            key = name.upper().replace("-", "_")
+            if key == "CONTENT_TYPE":
+                environ[key] = value
+            elif key not in ("CONTENT_LENGTH", "TRANSFER_ENCODING"):
+                key = f"HTTP_{key}"
+                environ[key] = f"{environ[key]},{value}" if key in environ else value
+        answer: list[Any] = []
+        chunks: list[bytes] = []
+
+        def start_response(status: str, headers: list[tuple[str, str]], *_: Any) -> Any:
+            answer[:] = [status, headers]
+            return chunks.append
+
+        result = self.server.app(environ, start_response)
+        try:
+            chunks.extend(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        status, headers = answer
+        return status, headers, b"".join(chunks)
