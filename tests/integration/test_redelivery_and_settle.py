@@ -136,3 +136,71 @@ def test_an_event_id_too_long_for_a_record_key_starts_nothing(
     assert mutations(aws, "RunTask") == []
     assert lease(aws).holder("pdf") is None
     settle_and_check_owners(aws, deliver, clock)
+
+
+def on_lease(engine: str):  # type: ignore[no-untyped-def]
+    return lambda body: body.get("Key", {}).get("pk", {}).get("S") == f"lease#{engine}"
+
+
+def test_a_stop_at_settle_is_told_when_the_claim_can_be_neither_released_nor_read(
+    aws: Emulator, invoke: Invoke, deliver: Any, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stop flags the claim at start.settle; then DynamoDB refuses every DeleteItem and every
+    GetItem of lease#pdf (a throttle outlasting the retries). The start looks at its task
+    instead, sees the stop's tag, and answers 409."""
+    stops: list[dict[str, Any]] = []
+    refused: list[Any] = []
+
+    def stop_then_refuse(point: dict[str, Any]) -> None:
+        stops.append(invoke(stop_event("pdf")))
+        refused.append(refuse_dynamodb(monkeypatch, "delete_item", on_lease("pdf")))
+        refused.append(refuse_dynamodb(monkeypatch, "get_item", on_lease("pdf")))
+
+    with checkpoints.at("start.settle", stop_then_refuse):
+        answer = invoke({**start_event("pdf"), "id": "settle-blind"})
+    for r in refused:
+        heal(r)
+    assert stops[0]["body"]["tasksStopped"] == 1
+    assert answer["statusCode"] == 409, answer
+    assert answer["body"]["errorType"] == "StoppedDuringStart"
+
+
+def test_a_redelivery_during_a_failed_starts_cooldown_answers_with_its_own_task(
+    aws: Emulator, invoke: Invoke, deliver: Any, clock: ManualClock
+) -> None:
+    """Event E started pdf (task T, live). Another start of pdf then failed: the claim is the
+    cooldown. E delivered again is answered with T, not the other start's failure."""
+    event = {**start_event("pdf"), "id": "E-cooldown"}
+    first = invoke(event)
+    assert first["statusCode"] == 200, first
+    claim = lease(aws)
+    assert claim.acquire("pdf", "failed-start", clock.wall(), 30.0) is None
+    claim.fail("pdf", "failed-start", "boom", clock.wall(), 30.0)
+    again = invoke(event)
+    assert again["statusCode"] == 200, again["body"]
+    assert again["body"]["taskArn"] == first["body"]["taskArn"]
+
+
+def test_one_claim_refused_and_the_batch_read_refused_start_the_rest_once(
+    aws: Emulator, invoke: Invoke, deliver: Any, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PutItem of lease#fa refused, BatchGetItem refused: pdf still starts once (its record
+    read on its own), fa fails with an AWS error, nothing is left claimed; a redelivery with
+    force runs no second pdf task."""
+    r1 = refuse_dynamodb(
+        monkeypatch, "put_item", lambda b: b.get("Item", {}).get("pk", {}).get("S") == "lease#fa"
+    )
+    r2 = refuse_dynamodb(monkeypatch, "batch_get_item", lambda b: True)
+    event = {**start_event(None), "id": "mixed", "detail": {"services": ["pdf", "fa"]}}
+    answer = invoke(event)
+    heal(r1)
+    results = {r["service"]: r for r in answer["body"]["results"]}
+    assert results["pdf"]["statusCode"] == 200, results
+    assert results["fa"]["statusCode"] >= 500, results
+    again = invoke({**event, "detail": {"services": ["pdf"], "force": True}})
+    heal(r2)
+    got = again["body"].get("results", [again["body"]])[0]
+    assert got.get("taskArn") == results["pdf"]["taskArn"], got
+    assert len(mutations(aws, "RunTask")) == 1
+    assert lease(aws).holder("pdf") is None and lease(aws).holder("fa") is None
+    settle_and_check_owners(aws, deliver, clock)

@@ -122,12 +122,23 @@ class Starter:
             job.fail(InternalError(f"unexpected error: {exc!r}", service=job.engine.name))
 
     def claim(self, job: StartJob) -> None:
-        """Take the engine's claim for this job, or follow the start that holds it."""
+        """Take the engine's claim for this job, or follow the start that holds it. A
+        redelivered event whose tasks live is answered with them even while the claim is a
+        failed start's cooldown or a reap's: those are not this event's delivery in flight."""
         ctx, engine = self.ctx, job.engine
         job.container = ctx.ecs.container_name(engine)
-        if ctx.lease is not None and self.acquire(job) is not None:
-            logger.info("start of %s is in flight elsewhere; following it", engine.name)
-            job.move(JobState.FOLLOW)
+        if ctx.lease is None:
+            return
+        try:
+            holder = self.acquire(job)
+        except StartFailedElsewhere:
+            if self.handled_before(job):
+                return
+            raise
+        if holder is None or (holder.state != "starting" and self.handled_before(job)):
+            return
+        logger.info("start of %s is in flight elsewhere; following it", engine.name)
+        job.move(JobState.FOLLOW)
 
     def launch(self, job: StartJob) -> None:
         """Under the claim: watch what an earlier delivery of this event started, or run."""
@@ -436,8 +447,9 @@ class Starter:
         """Release a done job's claim unless a stop flagged it; True if one did. One
         conditional call in the common case; when it is refused or its condition fails, the
         claim is read, so a stop's flag is never deleted unseen. A claim that can be neither
-        released nor read (DynamoDB failing twice) is left to lapse at its expiry."""
-        lease, engine = self.ctx.lease, job.engine.name
+        released nor read (DynamoDB failing twice) is left to lapse at its expiry, and the
+        tasks are looked at instead: a stop's tag on one counts as its flag."""
+        ctx, lease, engine = self.ctx, self.ctx.lease, job.engine.name
         assert lease is not None
         for _ in range(2):  # a refused call is tried once more
             try:
@@ -454,7 +466,13 @@ class Starter:
                 return False  # no longer ours: nothing to release, no flag of ours
             if holder.preempted:
                 return True
-        return False
+        # the claim unreadable: a stop tags the tasks it claims before it deregisters them
+        try:
+            seen = ctx.ecs.describe(job.engine.cluster, list(job.tasks))
+        except StartEnginesError as exc:
+            logger.error("could not look at the tasks of %s either: %s", engine, exc.message)
+            return False
+        return any(task.being_stopped for task in seen.values())
 
     def clean_up(self, job: StartJob, error: StartEnginesError) -> None:
         """Stop the tasks this invocation ran and remove their targets. A reused task that

@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 
 IDLE_SECONDS = 120  # an unused connection's thread ends after this long
 NO_BODY = {204, 304}
+MAX_BODY = 1 << 30  # bytes: more is a malformed request, not an upload
 
 
 class MotoHttpServer:
@@ -93,9 +94,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_any(self) -> None:
         try:
             body = self._body()
-        except ValueError:
-            self.send_error(400, "bad request body")
-            self.close_connection = True
+        except (ValueError, EOFError, OverflowError, MemoryError):
+            self.close_connection = True  # the stream's framing is lost: nothing more on it
+            self.send_error(400, "bad or cut-off request body")
             return
         try:
             status, headers, payload = self._call(body)
@@ -122,16 +123,35 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = do_any
 
     def _body(self) -> bytes:
+        """The request's whole body, read before the application runs (so none is left on the
+        connection). ValueError for a malformed length, EOFError for a body cut off."""
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             parts = []
-            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-                parts.append(self.rfile.read(size))
-                self.rfile.readline()
-            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                pass  # trailers
+            while True:
+                line = self.rfile.readline(1024)
+                if not line.endswith(b"\n"):
+                    raise EOFError("chunked body cut off")
+                size = int(line.split(b";")[0].strip(), 16)
+                if size == 0:
+                    break
+                parts.append(self._exactly(size))
+                self.rfile.readline(2)
+            while (trailer := self.rfile.readline(1024)) not in (b"\r\n", b"\n"):
+                if not trailer:
+                    raise EOFError("chunked body cut off")
             return b"".join(parts)
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
+        given = self.headers.get("Content-Length", "0").strip() or "0"
+        if not given.isdigit() or int(given) > MAX_BODY:
+            raise ValueError(f"Content-Length {given[:20]!r}")
+        return self._exactly(int(given))
+
+    def _exactly(self, size: int) -> bytes:
+        if size > MAX_BODY:
+            raise ValueError(f"a chunk of {size} bytes")
+        data = self.rfile.read(size) if size else b""
+        if len(data) < size:
+            raise EOFError("body cut off")
+        return data
 
     def _call(self, body: bytes) -> tuple[str, list[tuple[str, str]], bytes]:
         """The application's answer to this request: status, headers, the whole body."""
@@ -149,6 +169,8 @@ class _Handler(BaseHTTPRequestHandler):
             "SCRIPT_NAME": "",
             "PATH_INFO": unquote(path).encode().decode("latin-1"),  # WSGI's bytes-as-latin-1
             "QUERY_STRING": query,
+            "REQUEST_URI": self.path.encode().decode("latin-1"),  # moto's S3 reads the raw path
+            "RAW_URI": self.path.encode().decode("latin-1"),
             "SERVER_NAME": str(host),
             "SERVER_PORT": str(port),
             "SERVER_PROTOCOL": self.request_version,
@@ -157,6 +179,8 @@ class _Handler(BaseHTTPRequestHandler):
             "CONTENT_LENGTH": str(len(body)),
         }
         for name, value in self.headers.items():
+            if "_" in name:
+                continue  # as werkzeug: X_Foo must not pass for X-Foo
             key = name.upper().replace("-", "_")
             if key == "CONTENT_TYPE":
                 environ[key] = value
