@@ -8,6 +8,7 @@ import pytest
 
 from start_engines.engines.wake import forget_rules
 from start_engines.local import Emulator
+from start_engines.local.moto_http import MotoHttpServer
 from tests.integration.wake_helpers import forward
 
 if TYPE_CHECKING:
@@ -25,3 +26,13 @@ def pdf_sleeps(aws: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emula
     yield aws
     forward(aws, "pdf", provisioned.target_groups["pdf"])
     forget_rules()
+
+
+@pytest.fixture
+def moto_server() -> Iterator[tuple[MotoHttpServer, str]]:
+    """A moto endpoint of the test's own (local/moto_http.py) on moto's in-process backends:
+    a broken server does not take the session's emulator down. Yields it and its URL."""
+    started = MotoHttpServer()
+    url = started.start()
+    yield started, url
+    started.stop()

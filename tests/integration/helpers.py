@@ -212,3 +212,18 @@ def lease(aws: Emulator) -> Any:
 
     assert aws.provisioned is not None
     return Lease(aws.clients().dynamodb, aws.provisioned.lease_table)
+
+
+def endpoint_client(url: str, service: str, region: str = "us-east-2", **config: Any) -> Any:
+    """A boto3 client of `url` with no retries (`config`: more botocore Config)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        service,
+        region_name=region,
+        endpoint_url=url,
+        config=Config(retries={"total_max_attempts": 1}, **config),
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )

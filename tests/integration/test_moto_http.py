@@ -14,49 +14,29 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import boto3
 import pytest
 import urllib3.connection
-from botocore.config import Config
 
 from start_engines.local.moto_http import MotoHttpServer
+from tests.integration.helpers import endpoint_client
 
 BURST = 60  # more than any fixed pool of request threads we would size
-CRED = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 AUTH = (
     "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-2/dynamodb/aws4_request, "
     "SignedHeaders=host, Signature=00"
 )
 
 
-@pytest.fixture
-def server() -> Any:
-    started = MotoHttpServer()
-    url = started.start()
-    yield started, url
-    started.stop()
-
-
-def client(url: str, service: str, **config: Any) -> Any:
-    return boto3.client(
-        service,
-        region_name="us-east-2",
-        endpoint_url=url,
-        config=Config(retries={"total_max_attempts": 1}, **config),
-        **CRED,
-    )
-
-
-def test_fd_above_1023_keeps_the_server_serving(server: Any) -> None:
+def test_fd_above_1023_keeps_the_server_serving(moto_server: Any) -> None:
     """Connections whose file descriptors are above select()'s 1023 are served: both ends of
     every kept-alive connection live in this process, so a few hundred of them get there."""
-    _, url = server
+    _, url = moto_server
     held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
     errors: list[BaseException] = []
     previous = threading.excepthook
     threading.excepthook = lambda args: errors.append(args.exc_value)  # type: ignore[assignment]
     try:
-        ddb = client(url, "dynamodb", read_timeout=5, connect_timeout=5)
+        ddb = endpoint_client(url, "dynamodb", read_timeout=5, connect_timeout=5)
         ddb.list_tables()
         ddb.list_tables()
     finally:
@@ -67,7 +47,7 @@ def test_fd_above_1023_keeps_the_server_serving(server: Any) -> None:
 
 
 def test_a_burst_of_nested_invokes_does_not_starve_the_server(
-    server: Any, monkeypatch: pytest.MonkeyPatch
+    moto_server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Wiring._invoke serves Lambda Invoke inside a request and waits for the function's worker,
     which runs one invocation at a time and makes its AWS calls to the same server. A burst of
@@ -77,8 +57,10 @@ def test_a_burst_of_nested_invokes_does_not_starve_the_server(
     from start_engines.local.wiring import Wiring
     from start_engines.local.workers import Invocation
 
-    _, url = server
-    inner = client(url, "dynamodb", read_timeout=3, connect_timeout=3, max_pool_connections=5)
+    _, url = moto_server
+    inner = endpoint_client(
+        url, "dynamodb", read_timeout=3, connect_timeout=3, max_pool_connections=5
+    )
     lock = threading.Lock()
     failed: list[str] = []
 
@@ -96,10 +78,10 @@ def test_a_burst_of_nested_invokes_does_not_starve_the_server(
         def find(self, _arn: str) -> FakeWorker:
             return FakeWorker()
 
-    iam = client(url, "iam")
+    iam = endpoint_client(url, "iam")
     name = f"adv-{os.getpid()}-{time.monotonic_ns()}"
     role = iam.create_role(RoleName=name, AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    lam = client(url, "lambda", read_timeout=30, max_pool_connections=BURST)
+    lam = endpoint_client(url, "lambda", read_timeout=30, max_pool_connections=BURST)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("f.py", "def h(e, c):\n    return e\n")
@@ -185,8 +167,8 @@ def ddb_request(body: bytes, extra: str = "", chunked: bool = False) -> bytes:
     return (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
 
-def test_wire_chunked_expect_continue_and_unread_bodies(server: Any) -> None:
-    _, url = server
+def test_wire_chunked_expect_continue_and_unread_bodies(moto_server: Any) -> None:
+    _, url = moto_server
     sock = raw(url)
     # chunked
     sock.sendall(ddb_request(b"{}", chunked=True))
@@ -213,9 +195,9 @@ def test_wire_chunked_expect_continue_and_unread_bodies(server: Any) -> None:
     sock.close()
 
 
-def test_a_kept_alive_connection_serves_call_after_call(server: Any, monkeypatch: Any) -> None:
+def test_a_kept_alive_connection_serves_call_after_call(moto_server: Any, monkeypatch: Any) -> None:
     """As with AWS's endpoints: twenty calls, one connection."""
-    _, url = server
+    _, url = moto_server
     opened: list[object] = []
     new_conn = urllib3.connection.HTTPConnection._new_conn
 
@@ -224,7 +206,7 @@ def test_a_kept_alive_connection_serves_call_after_call(server: Any, monkeypatch
         return new_conn(self)
 
     monkeypatch.setattr(urllib3.connection.HTTPConnection, "_new_conn", counted)
-    ddb = client(url, "dynamodb")
+    ddb = endpoint_client(url, "dynamodb")
     for _ in range(20):
         ddb.list_tables()
     assert len(opened) == 1
@@ -235,7 +217,7 @@ def test_stop_ends_open_connections_at_once() -> None:
     closed (the client's next call fails to connect rather than hang)."""
     started = MotoHttpServer()
     url = started.start()
-    ddb = client(url, "dynamodb", read_timeout=5, connect_timeout=2)
+    ddb = endpoint_client(url, "dynamodb", read_timeout=5, connect_timeout=2)
     ddb.list_tables()
     began = time.monotonic()
     started.stop()

@@ -9,31 +9,10 @@ import threading
 import time
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 
 from start_engines.local.moto_http import MotoHttpServer
-
-CRED = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-
-
-@pytest.fixture
-def server() -> Any:
-    started = MotoHttpServer()
-    url = started.start()
-    yield started, url
-    started.stop()
-
-
-def client(url: str, service: str) -> Any:
-    return boto3.client(
-        service,
-        region_name="us-east-1",
-        endpoint_url=url,
-        config=Config(retries={"total_max_attempts": 1}),
-        **CRED,
-    )
+from tests.integration.helpers import endpoint_client
 
 
 @pytest.mark.parametrize("key", ["100%41", "a%2Fb", "x?y=1", "p+q", "sp ace", "h#sh"])
@@ -43,7 +22,7 @@ def test_s3_key_round_trip(key: str) -> None:
     url = srv.start()
     kind = "ours"
     try:
-        s3 = client(url, "s3")
+        s3 = endpoint_client(url, "s3", "us-east-1")
         bucket = f"adv2-{kind}-{abs(hash(key))}"
         s3.create_bucket(Bucket=bucket)
         s3.put_object(Bucket=bucket, Key=key, Body=b"hello")
@@ -54,9 +33,9 @@ def test_s3_key_round_trip(key: str) -> None:
         srv.stop()
 
 
-def test_head_object_content_length(server: Any) -> None:
-    _, url = server
-    s3 = client(url, "s3")
+def test_head_object_content_length(moto_server: Any) -> None:
+    _, url = moto_server
+    s3 = endpoint_client(url, "s3", "us-east-1")
     s3.create_bucket(Bucket="adv2h")
     s3.put_object(Bucket="adv2h", Key="k", Body=b"x" * 100)
     assert s3.head_object(Bucket="adv2h", Key="k")["ContentLength"] == 100
@@ -78,8 +57,8 @@ def raw(url: str, data: bytes, wait: float = 2.0, shut: bool = False) -> bytes:
 
 
 @pytest.mark.parametrize("length", ["abc", "-5", "99999999999999999999999", "1e3"])
-def test_bad_content_length_gets_400(server: Any, length: str) -> None:
-    _, url = server
+def test_bad_content_length_gets_400(moto_server: Any, length: str) -> None:
+    _, url = moto_server
     req = (
         f"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
     ).encode()
@@ -87,11 +66,11 @@ def test_bad_content_length_gets_400(server: Any, length: str) -> None:
     assert out.startswith(b"HTTP/1.1 400"), out[:200]
 
 
-def test_truncated_body_is_not_processed(server: Any) -> None:
+def test_truncated_body_is_not_processed(moto_server: Any) -> None:
     """A client that sends half its body and goes away: werkzeug refuses; here?"""
-    _, url = server
+    _, url = moto_server
     seen: list[bytes] = []
-    started, _ = server
+    started, _ = moto_server
     app = started._server.app
 
     def spy(environ: Any, start_response: Any) -> Any:
@@ -109,8 +88,8 @@ def test_truncated_body_is_not_processed(server: Any) -> None:
     assert seen == [], seen
 
 
-def test_http10_close_pipelined_head(server: Any) -> None:
-    _, url = server
+def test_http10_close_pipelined_head(moto_server: Any) -> None:
+    _, url = moto_server
     get = b"GET /?Action=GetCallerIdentity&Version=2011-06-15 HTTP/1.1\r\nHost: x\r\nAuthorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/sts/aws4_request, SignedHeaders=host, Signature=00\r\n\r\n"
     out = raw(
         url,
@@ -134,8 +113,8 @@ def test_http10_close_pipelined_head(server: Any) -> None:
     assert out.startswith(b"HTTP/1.1 200") and out.endswith(b"\r\n\r\n"), out[-200:]
 
 
-def test_app_exception_gives_500_and_server_survives(server: Any) -> None:
-    started, url = server
+def test_app_exception_gives_500_and_server_survives(moto_server: Any) -> None:
+    started, url = moto_server
     app = started._server.app
 
     def boom(environ: Any, start_response: Any) -> Any:
@@ -172,14 +151,14 @@ def test_many_servers_leak_no_threads_or_fds() -> None:
 
     s = MotoHttpServer()
     u = s.start()
-    client(u, "sts").get_caller_identity()
+    endpoint_client(u, "sts", "us-east-1").get_caller_identity()
     s.stop()
     time.sleep(0.3)
     before_t, before_f = threading.active_count(), fds()
     for _ in range(20):
         s = MotoHttpServer()
         u = s.start()
-        c = client(u, "sts")
+        c = endpoint_client(u, "sts", "us-east-1")
         c.get_caller_identity()
         c.get_caller_identity()
         s.stop()
