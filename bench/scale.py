@@ -391,7 +391,7 @@ def ten_rows(f: dict[str, Any], poll_interval: float) -> list[tuple[str, str, st
     return rows
 
 
-if __name__ == "__main__":  # the ten-engine figures alone (about four minutes)
+if __name__ == "__main__":  # the ten-engine figures alone (about five minutes)
     import contextlib
     import io
     import sys
