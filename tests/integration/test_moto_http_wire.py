@@ -67,7 +67,8 @@ def test_bad_content_length_gets_400(moto_server: Any, length: str) -> None:
 
 
 def test_truncated_body_is_not_processed(moto_server: Any) -> None:
-    """A client that sends half its body and goes away: werkzeug refuses; here?"""
+    """A body cut off (a client that sends half of it and goes away), or a chunk of negative
+    size, is never passed to moto."""
     _, url = moto_server
     seen: list[bytes] = []
     started, _ = moto_server
@@ -84,6 +85,10 @@ def test_truncated_body_is_not_processed(moto_server: Any) -> None:
         b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n64\r\n0123",
         shut=True,
     )
+    negative = raw(
+        url, b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n0123"
+    )  # the connection left open: the answer must not wait for its end
+    assert negative.startswith(b"HTTP/1.1 400"), negative[:200]
     time.sleep(0.3)
     assert seen == [], seen
 

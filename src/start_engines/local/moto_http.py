@@ -146,7 +146,7 @@ class _Handler(BaseHTTPRequestHandler):
         return self._exactly(int(given))
 
     def _exactly(self, size: int) -> bytes:
-        if size > MAX_BODY:
+        if not 0 <= size <= MAX_BODY:
             raise ValueError(f"a chunk of {size} bytes")
         data = self.rfile.read(size) if size else b""
         if len(data) < size:
